@@ -1,0 +1,444 @@
+"""Reverse-mode automatic differentiation: ``Tensor``, ``Function``, ``backward``, ``grad``, ``no_grad``.
+
+How it works, in four sentences. A ``Tensor`` wraps an array (NumPy or CuPy) and remembers the
+``Function`` that made it (its ``creator``). A ``Function`` computes its ``forward`` on raw arrays
+and, when any input requires a gradient, keeps its inputs so that its ``backward`` can turn the
+gradient of its output into gradients of its inputs. ``backward`` visits the functions of a graph in
+reverse topological order, each one once, adding up the gradients that reach each tensor. Every
+``backward`` rule is written with Tensor operations, so with ``create_graph=True`` the backward pass
+records a graph of its own and can be differentiated again (WGAN-GP's gradient penalty needs this).
+"""
+import contextlib
+import time
+import traceback
+import weakref
+
+import numpy as np
+
+from . import backend
+
+# ------------------------------------------------------------------------------------------------
+# Global modes: gradient recording, anomaly detection, profiling
+# ------------------------------------------------------------------------------------------------
+_grad_enabled = True
+_anomaly = False
+_profile = None   # a dict name -> [calls, forward_s, backward_calls, backward_s] while profiling
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def set_grad_enabled(mode):
+    """Turn graph recording on or off inside a ``with`` block."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, bool(mode)
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def no_grad():
+    """``with no_grad():`` runs operations without recording a graph (evaluation, updates)."""
+    return set_grad_enabled(False)
+
+
+def enable_grad():
+    return set_grad_enabled(True)
+
+
+@contextlib.contextmanager
+def detect_anomaly(enabled=True):
+    """Raise at the first op whose forward or backward produces NaN or inf, naming the op and the
+    line of user code that created it. Slower: every result is checked and every op keeps a stack."""
+    global _anomaly
+    previous, _anomaly = _anomaly, bool(enabled)
+    try:
+        yield
+    finally:
+        _anomaly = previous
+
+
+def _check_finite(array, what, fn):
+    xp = backend.array_module(array)
+    if array.dtype.kind == "f" and not bool(xp.isfinite(array).all()):
+        bad = "nan" if bool(xp.isnan(array).any()) else "inf"
+        where = "".join(getattr(fn, "_stack", None) or ["    (stack not recorded)\n"])
+        raise FloatingPointError(
+            f"anomaly: {type(fn).__name__} produced {bad} in its {what}.\n"
+            f"The op was created at:\n{where}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Tensor
+# ------------------------------------------------------------------------------------------------
+def _as_array(data, dtype=None, device=None):
+    """An array from data (array, scalar, list): Python floats become the default dtype (float32),
+    arrays keep theirs, integers stay integers (labels, indices)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if backend.is_cupy_array(data) or isinstance(data, np.ndarray):
+        array = data
+    else:
+        array = np.asarray(data)
+        if array.dtype == np.float64 and dtype is None:
+            array = array.astype(backend.get_default_dtype())
+    if dtype is not None and array.dtype != np.dtype(dtype):
+        array = array.astype(dtype)
+    if device is not None and backend.device_of(array) != backend.normalize_device(device):
+        array = backend.to_device(array, device)
+    return array
+
+
+class Tensor:
+    """An array with an optional gradient and the function that made it.
+
+    ``Tensor(data, requires_grad=False, dtype=None, device=None)``. ``data`` is the raw array
+    (``numpy.ndarray`` on 'cpu', ``cupy.ndarray`` on 'cuda'); ``grad`` is a Tensor or None.
+    Operators (``+ - * / ** @``, indexing, ``.sum()``...) are attached by ``minigan.functional``.
+    """
+    __array_priority__ = 1000   # numpy scalars on the left defer to Tensor's reflected operators
+    __hash__ = object.__hash__  # == is elementwise (as in PyTorch), identity stays hashable
+
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        self.data = _as_array(data, dtype, device)
+        self.grad = None
+        self.creator = None
+        self.name = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, array, requires_grad=False):
+        """A Tensor around an existing array, no copy and no checks (used by Function.apply)."""
+        t = cls.__new__(cls)
+        t.data, t.grad, t.creator, t.name, t.requires_grad = array, None, None, None, requires_grad
+        return t
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    # --- what it is ----------------------------------------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape))
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    device = property(lambda self: backend.device_of(self.data))
+    is_leaf = property(lambda self: self.creator is None)
+    grad_fn = property(lambda self: self.creator)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self):
+        return int(self.data.size)
+
+    def dim(self):
+        return self.ndim
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = np.array2string(backend.as_numpy(self.data), precision=4, separator=", ",
+                               prefix="tensor(")
+        extra = ""
+        if self.device != "cpu":
+            extra += f", device='{self.device}'"
+        if self.dtype != np.float32 or self.data.ndim == 0 and self.dtype.kind != "f":
+            extra += f", dtype={self.dtype.name}"
+        if self.creator is not None:
+            extra += f", grad_fn=<{type(self.creator).__name__}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    # --- leaving the graph -----------------------------------------------------------------------
+    def detach(self):
+        """The same data, cut from the graph (shares memory, like ``torch.Tensor.detach``)."""
+        return Tensor._wrap(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def numpy(self):
+        """The data as a NumPy array (copied to the host from a GPU); no gradient follows it."""
+        return backend.as_numpy(self.data)
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def to(self, device=None, dtype=None):
+        """A copy on another device and/or with another dtype; differentiable for dtype changes
+        within float types is not needed here, so the result is a detached leaf unless nothing
+        changes (then ``self`` comes back, as in PyTorch)."""
+        data = self.data
+        if dtype is not None and data.dtype != np.dtype(dtype):
+            data = data.astype(dtype)
+        if device is not None and backend.device_of(data) != backend.normalize_device(device):
+            data = backend.to_device(data, device)
+        if data is self.data:
+            return self
+        out = Tensor._wrap(data)
+        if self.requires_grad and self.creator is None:
+            out.requires_grad_(data.dtype.kind == "f")
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def zero_(self):
+        self.data[...] = 0
+        return self
+
+    # --- gradients -----------------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see :func:`backward`)."""
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
+
+
+def as_tensor(x, like=None):
+    """A Tensor from x; numbers take the dtype and device of ``like`` (so ``x32 * 2`` stays float32)."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and not isinstance(x, np.ndarray) and not backend.is_cupy_array(x):
+        dtype = like.dtype if like.dtype.kind == "f" else None
+        return Tensor._wrap(_as_array(x, dtype, like.device))
+    return Tensor._wrap(_as_array(x))
+
+
+# ------------------------------------------------------------------------------------------------
+# Function
+# ------------------------------------------------------------------------------------------------
+class Function:
+    """One differentiable operation.
+
+    Subclasses write ``forward(self, *arrays, **params) -> array`` on raw arrays, and
+    ``backward(self, grad_output) -> tuple`` with one gradient (a Tensor, or None) per input,
+    written with Tensor operations. Positional arguments of ``apply`` are the tensor inputs;
+    keyword arguments are fixed parameters (stride, axis...) passed on to ``forward``, which stores
+    what ``backward`` needs on ``self``. Inside ``backward``: ``self.inputs`` are the input
+    Tensors, ``self.output`` is the output Tensor, ``self.needs_input_grad`` says which inputs
+    want a gradient.
+    """
+    inputs = None
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        like = next((t for t in inputs if isinstance(t, Tensor)), None)
+        inputs = tuple(as_tensor(t, like) for t in inputs)
+        if len(inputs) > 1:
+            device = inputs[0].device
+            for t in inputs[1:]:
+                if t.device != device:
+                    raise RuntimeError(
+                        f"{cls.__name__}: expected all tensors on the same device, got "
+                        f"{device} and {t.device}; move them with .to(device) first")
+        fn = cls()
+        fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        if _profile is not None:
+            start = time.perf_counter()
+        y = fn.forward(*[t.data for t in inputs], **params)
+        if _profile is not None:
+            _record(cls.__name__, 0, time.perf_counter() - start)
+        record = _grad_enabled and any(fn.needs_input_grad)
+        out = Tensor._wrap(y, record)
+        if record:
+            fn.inputs = inputs
+            fn._output = weakref.ref(out)
+            out.creator = fn
+            if _anomaly:
+                fn._stack = traceback.format_stack(limit=12)[:-2]
+        if _anomaly:
+            _check_finite(y, "forward output", fn)
+        return out
+
+    @property
+    def output(self):
+        return self._output()
+
+    def forward(self, *arrays, **params):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError(f"{type(self).__name__} has no backward rule")
+
+
+def _record(name, slot, seconds):
+    stats = _profile.setdefault(name, [0, 0.0, 0, 0.0])
+    stats[slot] += 1
+    stats[slot + 1] += seconds
+
+
+# ------------------------------------------------------------------------------------------------
+# The backward pass
+# ------------------------------------------------------------------------------------------------
+def _topological_order(roots):
+    """Functions reachable from the roots, each after every function that feeds it.
+
+    Iterative depth-first search with an explicit stack (a 10,000-op chain must not meet
+    Python's recursion limit)."""
+    order, seen = [], set()
+    stack = [(r.creator, False) for r in roots if r.creator is not None]
+    while stack:
+        fn, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(fn)
+            continue
+        if id(fn) in seen:
+            continue
+        if fn.inputs is None:
+            raise RuntimeError(
+                f"trying to backward through the graph a second time ({type(fn).__name__}'s saved "
+                "inputs were freed after the first backward); pass retain_graph=True to the first "
+                "backward() or grad() if you need to go through it again")
+        seen.add(id(fn))
+        stack.append((fn, True))
+        for t in fn.inputs:
+            if t.creator is not None and t.requires_grad and id(t.creator) not in seen:
+                stack.append((t.creator, False))
+    return order
+
+
+def _root_gradients(outputs, grad_outputs):
+    grads = []
+    for i, (y, g) in enumerate(zip(outputs, grad_outputs)):
+        if not y.requires_grad:
+            raise RuntimeError(
+                f"output {i} does not require grad and has no grad_fn: nothing to differentiate "
+                "(did you compute it under no_grad(), or from tensors without requires_grad=True?)")
+        if g is None:
+            if y.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs, got shape {y.shape}; "
+                    "pass a gradient of the same shape (backward(gradient=...))")
+            g = Tensor._wrap(backend.array_module(y.data).ones_like(y.data))
+        g = as_tensor(g, like=y)
+        if g.shape != y.shape:
+            raise ValueError(f"gradient has shape {g.shape} but the output has shape {y.shape}")
+        grads.append(g)
+    return grads
+
+
+def _run(outputs, grad_outputs, retain_graph, create_graph, wanted=None):
+    """Propagate gradients from outputs back through the graph.
+
+    Returns a dict id(tensor) -> gradient for every leaf reached, and for the tensors in ``wanted``.
+    """
+    order = _topological_order(outputs)
+    grads, keep = {}, {}          # id(tensor) -> gradient; id -> tensor (keeps ids valid)
+    for y, g in zip(outputs, _root_gradients(outputs, grad_outputs)):
+        grads[id(y)] = g if id(y) not in grads else grads[id(y)] + g
+        keep[id(y)] = y
+    wanted = wanted or {}
+    found = {}
+    with set_grad_enabled(create_graph):
+        for fn in reversed(order):
+            out = fn.output
+            gy = grads.pop(id(out), None)
+            if id(out) in wanted:
+                found[id(out)] = gy
+            if gy is None:          # this output does not reach the roots through a gradient
+                continue
+            if _profile is not None:
+                start = time.perf_counter()
+            gxs = fn.backward(gy)
+            if _profile is not None:
+                _record(type(fn).__name__, 2, time.perf_counter() - start)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            if len(gxs) != len(fn.inputs):
+                raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
+                                   f"for {len(fn.inputs)} inputs")
+            for x, gx in zip(fn.inputs, gxs):
+                if gx is None or not x.requires_grad:
+                    continue
+                if gx.shape != x.shape:
+                    raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape "
+                                       f"{gx.shape} for an input of shape {x.shape}")
+                if _anomaly:
+                    _check_finite(gx.data, "backward (gradient of an input)", fn)
+                key = id(x)
+                grads[key] = gx if key not in grads else grads[key] + gx
+                keep[key] = x
+            if not retain_graph:
+                vars(fn).clear()    # frees saved arrays; a second backward then raises
+    for key, g in grads.items():
+        if key in wanted:
+            found[key] = g
+    leaves = {k: (keep[k], g) for k, g in grads.items() if keep[k].creator is None}
+    return leaves, found
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+    """Add the gradient of ``tensors`` with respect to every leaf that requires grad into its ``.grad``.
+
+    ``grad_tensors`` are the upstream gradients (needed when an output is not a scalar).
+    The graph is freed afterwards unless ``retain_graph`` (default: ``create_graph``).
+    """
+    outputs = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * len(outputs) if grad_tensors is None else [grad_tensors]
+    if retain_graph is None:
+        retain_graph = create_graph
+    leaves, _ = _run(outputs, grad_tensors, retain_graph, create_graph)
+    for leaf, g in leaves.values():
+        if not leaf.requires_grad:
+            continue
+        if not create_graph:
+            g = g.detach()
+        if leaf.grad is None:
+            leaf.grad = g
+        elif create_graph:
+            leaf.grad = leaf.grad + g
+        else:
+            leaf.grad = Tensor._wrap(leaf.grad.data + g.data)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, returned as a tuple.
+
+    Unlike ``backward``, no ``.grad`` is touched: a gradient penalty can differentiate the critic
+    with respect to its input without writing the critic's parameter gradients. With
+    ``create_graph=True`` the returned gradients are themselves differentiable.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    for i, x in enumerate(inputs):
+        if not x.requires_grad:
+            raise RuntimeError(f"input {i} of grad() does not require grad")
+    if retain_graph is None:
+        retain_graph = create_graph
+    _, found = _run(outputs, grad_outputs, retain_graph, create_graph,
+                    wanted={id(x): x for x in inputs})
+    result = []
+    for i, x in enumerate(inputs):
+        g = found.get(id(x))
+        if g is None and not allow_unused:
+            raise RuntimeError(f"input {i} of grad() was not used to compute the outputs "
+                               "(pass allow_unused=True to get None for it)")
+        if g is not None and not create_graph:
+            g = g.detach()
+        result.append(g)
+    return tuple(result)
