@@ -1,0 +1,179 @@
+"""Raw-array kernels: convolution, batch normalisation, LeakyReLU, on NumPy or CuPy arrays.
+
+Arrays in, new arrays out, no autograd. Images are NCHW, weights (O, C, kh, kw); every array of a
+call must be float32 or float64, all the same. Each function here checks what would otherwise
+give a silently wrong answer (number of dimensions, dtypes, channel counts, sizes that do not fit
+together), makes its arguments C-contiguous, then calls the implementation for the arrays' device:
+``cpu`` (NumPy + numba) or ``gpu`` (CuPy, imported only when a CuPy array arrives).
+
+Functions (shapes: x (N, C, H, W), w (O, C, kh, kw), gy (N, O, Ho, Wo),
+Ho = (H + 2*ph - kh)//sh + 1, Wo likewise):
+
+* ``conv2d(x, w, stride, padding) -> y``: cross-correlation, zero padding, no bias.
+* ``conv2d_grad_input(gy, w, input_hw, stride, padding) -> gx``: the adjoint of conv2d in x; also
+  ConvTranspose2d's forward with weight (in=O, out=C, kh, kw), ``input_hw`` picking the output size.
+* ``conv2d_grad_weight(x, gy, kernel_hw, stride, padding) -> gw`` (O, C, kh, kw).
+* ``batchnorm_stats(x) -> (mean, var)`` per channel, shapes (C,), var biased; x (N, C) or NCHW.
+* ``batchnorm_forward(x, mean, invstd, weight, bias) -> y = (x - mean)*invstd*weight + bias``.
+* ``batchnorm_backward(gy, x, mean, invstd, weight) -> (gx, gweight, gbias)``, training mode.
+* ``leaky_relu(x, slope) -> y``; ``leaky_relu_grad(gy, x, slope) -> gx`` (ReLU is slope 0).
+"""
+from .. import backend
+
+_FLOATS = ("float32", "float64")
+
+
+def _impl(*arrays):
+    """The module that runs these arrays: cpu for NumPy, gpu for CuPy."""
+    if any(backend.is_cupy_array(a) for a in arrays):
+        from . import gpu
+        return gpu
+    from . import cpu
+    return cpu
+
+
+def _prepare(names, arrays, ndims=None):
+    """Check that the arrays share one float dtype (and their ndims), return them C-contiguous."""
+    xp = backend.array_module(*arrays)
+    first = None
+    out = []
+    for i, (name, a) in enumerate(zip(names, arrays)):
+        if not hasattr(a, "dtype") or not hasattr(a, "shape"):
+            raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+        if str(a.dtype) not in _FLOATS:
+            raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+        if first is None:
+            first = (name, a.dtype)
+        elif a.dtype != first[1]:
+            raise TypeError(f"dtype mismatch: {first[0]} is {first[1]} but {name} is {a.dtype}")
+        if ndims is not None and a.ndim not in ndims[i]:
+            want = " or ".join(f"{d}-D" for d in ndims[i])
+            raise ValueError(f"{name} must be {want}, got shape {tuple(a.shape)}")
+        out.append(xp.ascontiguousarray(a))
+    return out
+
+
+def _pair(v, name, minimum):
+    """(int, int) from an int or a pair of ints, each >= minimum."""
+    try:
+        t = (v, v) if hasattr(v, "__index__") else tuple(v)
+        ok = len(t) == 2 and all(hasattr(e, "__index__") for e in t)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    t = (t[0].__index__(), t[1].__index__())
+    if min(t) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {t}")
+    return t
+
+
+def _conv_out_hw(input_hw, kernel_hw, stride, padding):
+    """(Ho, Wo), or ValueError when the kernel does not fit in the padded input."""
+    (H, W), (kh, kw), (sh, sw), (ph, pw) = input_hw, kernel_hw, stride, padding
+    if H + 2 * ph < kh or W + 2 * pw < kw:
+        raise ValueError(f"kernel {kh}x{kw} is larger than the padded input "
+                         f"{H + 2 * ph}x{W + 2 * pw} (input {H}x{W}, padding {ph},{pw})")
+    return (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+
+
+def _check_gy(gy, N, O, out_hw, what):
+    if tuple(gy.shape) != (N, O) + tuple(out_hw):
+        raise ValueError(f"gy has shape {tuple(gy.shape)} but {what} gives output shape "
+                         f"{(N, O) + tuple(out_hw)}")
+
+
+# --- convolution --------------------------------------------------------------------------------
+
+def conv2d(x, w, stride=(1, 1), padding=(0, 0)):
+    """y (N, O, Ho, Wo) = sum_{c,a,b} w[o,c,a,b] * x[n, c, i*sh-ph+a, j*sw-pw+b] (zero padded)."""
+    x, w = _prepare(("x", "w"), (x, w), ((4,), (4,)))
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"conv2d: input x {tuple(x.shape)} has {x.shape[1]} channels but weight "
+                         f"{tuple(w.shape)} expects {w.shape[1]}")
+    _conv_out_hw(x.shape[2:], w.shape[2:], stride, padding)
+    return _impl(x, w).conv2d(x, w, stride, padding)
+
+
+def conv2d_grad_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0)):
+    """gx (N, C, H, W), the adjoint of conv2d in x applied to gy; (H, W) = input_hw."""
+    gy, w = _prepare(("gy", "w"), (gy, w), ((4,), (4,)))
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    input_hw = _pair(input_hw, "input_hw", 1)
+    if gy.shape[1] != w.shape[0]:
+        raise ValueError(f"conv2d_grad_input: gy {tuple(gy.shape)} has {gy.shape[1]} channels but "
+                         f"weight {tuple(w.shape)} has {w.shape[0]} output channels")
+    out_hw = _conv_out_hw(input_hw, w.shape[2:], stride, padding)
+    _check_gy(gy, gy.shape[0], w.shape[0], out_hw,
+              f"input {input_hw} with weight {tuple(w.shape)}, stride {stride}, padding {padding}")
+    return _impl(gy, w).conv2d_grad_input(gy, w, input_hw, stride, padding)
+
+
+def conv2d_grad_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0)):
+    """gw (O, C, kh, kw) = sum_{n,i,j} gy[n,o,i,j] * x[n, c, i*sh-ph+a, j*sw-pw+b]."""
+    x, gy = _prepare(("x", "gy"), (x, gy), ((4,), (4,)))
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    kernel_hw = _pair(kernel_hw, "kernel_hw", 1)
+    out_hw = _conv_out_hw(x.shape[2:], kernel_hw, stride, padding)
+    _check_gy(gy, x.shape[0], gy.shape[1], out_hw,
+              f"input {tuple(x.shape)} with kernel {kernel_hw}, stride {stride}, padding {padding}")
+    return _impl(x, gy).conv2d_grad_weight(x, gy, kernel_hw, stride, padding)
+
+
+# --- batch normalisation ------------------------------------------------------------------------
+
+def _check_channel_vectors(C, x_shape, **vectors):
+    for name, v in vectors.items():
+        if v is not None and tuple(v.shape) != (C,):
+            raise ValueError(f"{name} has shape {tuple(v.shape)} but x {tuple(x_shape)} has "
+                             f"{C} channels: expected ({C},)")
+
+
+def batchnorm_stats(x):
+    """(mean, var) per channel of x (N, C) or (N, C, H, W), shapes (C,), var biased."""
+    (x,) = _prepare(("x",), (x,), ((2, 4),))
+    return _impl(x).batchnorm_stats(x)
+
+
+def batchnorm_forward(x, mean, invstd, weight=None, bias=None):
+    """y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; weight/bias None mean 1/0."""
+    names = ["x", "mean", "invstd"] + [n for n, v in (("weight", weight), ("bias", bias)) if v is not None]
+    given = [v for v in (x, mean, invstd, weight, bias) if v is not None]
+    arrays = dict(zip(names, _prepare(names, given, [(2, 4)] + [(1,)] * (len(given) - 1))))
+    x = arrays["x"]
+    _check_channel_vectors(x.shape[1], x.shape, mean=arrays["mean"], invstd=arrays["invstd"],
+                           weight=arrays.get("weight"), bias=arrays.get("bias"))
+    return _impl(x).batchnorm_forward(x, arrays["mean"], arrays["invstd"], arrays.get("weight"),
+                                      arrays.get("bias"))
+
+
+def batchnorm_backward(gy, x, mean, invstd, weight=None):
+    """(gx, gweight, gbias) of training-mode batchnorm, xhat = (x - mean)*invstd, M = N*H*W:
+    gbias = sum gy, gweight = sum gy*xhat, gx = weight*invstd/M * (M*gy - gbias - xhat*gweight)."""
+    names = ["gy", "x", "mean", "invstd"] + (["weight"] if weight is not None else [])
+    given = [v for v in (gy, x, mean, invstd, weight) if v is not None]
+    arrays = dict(zip(names, _prepare(names, given, [(2, 4), (2, 4)] + [(1,)] * (len(given) - 2))))
+    gy, x = arrays["gy"], arrays["x"]
+    if gy.shape != x.shape:
+        raise ValueError(f"gy shape {tuple(gy.shape)} differs from x shape {tuple(x.shape)}")
+    _check_channel_vectors(x.shape[1], x.shape, mean=arrays["mean"], invstd=arrays["invstd"],
+                           weight=arrays.get("weight"))
+    return _impl(gy, x).batchnorm_backward(gy, x, arrays["mean"], arrays["invstd"],
+                                           arrays.get("weight"))
+
+
+# --- activations --------------------------------------------------------------------------------
+
+def leaky_relu(x, negative_slope=0.01):
+    """y = x if x > 0 else negative_slope * x, elementwise."""
+    (x,) = _prepare(("x",), (x,))
+    return _impl(x).leaky_relu(x, float(negative_slope))
+
+
+def leaky_relu_grad(gy, x, negative_slope=0.01):
+    """gx = gy * (1 if x > 0 else negative_slope), elementwise."""
+    gy, x = _prepare(("gy", "x"), (gy, x))
+    if gy.shape != x.shape:
+        raise ValueError(f"gy shape {tuple(gy.shape)} differs from x shape {tuple(x.shape)}")
+    return _impl(gy, x).leaky_relu_grad(gy, x, float(negative_slope))

@@ -1,0 +1,117 @@
+"""Batch normalisation on NumPy arrays: per-channel statistics, forward, training-mode backward.
+
+x is (N, C) or (N, C, H, W); the kernels see it as (N, C, S) with S = H*W (S = 1 for 2-D), so a
+channel is N runs of S contiguous numbers, and every channel is one parallel task. Sums are
+accumulated in float64 whatever the array dtype, so float32 statistics are as good as float64 ones
+to float32 precision; results come back in the array dtype.
+"""
+import numba
+import numpy as np
+
+# Let LLVM reorder (vectorise) the float64 sums and fuse multiply-adds, but keep IEEE NaN/inf
+# semantics (no 'nnan'/'ninf'), so a NaN in the batch still comes out as NaN.
+_FAST = {"reassoc", "contract"}
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _stats(x, mean, var):
+    """mean[c] = sum x[:, c, :] / M and var[c] = sum (x[:, c, :] - mean[c])**2 / M, M = N*S.
+
+    Two passes over the channel (the second hits the cache) rather than sum of squares minus
+    squared mean, which cancels catastrophically when |mean| >> std.
+    """
+    N, C, S = x.shape
+    M = N * S
+    for c in numba.prange(C):
+        s = 0.0
+        for n in range(N):
+            for p in range(S):
+                s += x[n, c, p]
+        mu = s / M
+        q = 0.0
+        for n in range(N):
+            for p in range(S):
+                d = x[n, c, p] - mu
+                q += d * d
+        mean[c] = mu
+        var[c] = q / M
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _forward(x, mean, scale, bias, y):
+    """y[n, c, :] = (x[n, c, :] - mean[c]) * scale[c] + bias[c]; one task per (n, c) run."""
+    N, C, S = x.shape
+    for t in numba.prange(N * C):
+        n = t // C
+        c = t - n * C
+        mu = mean[c]
+        a = scale[c]
+        b = bias[c]
+        for p in range(S):
+            y[n, c, p] = (x[n, c, p] - mu) * a + b
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _backward(gy, x, mean, invstd, weight, gx, gweight, gbias):
+    """Training-mode batchnorm backward, one channel per task (sums, then gx from them while the
+    channel is still in cache). With xhat = (x - mean)*invstd and M = N*S:
+    gbias = sum gy, gweight = sum gy*xhat, gx = weight*invstd * (gy - gbias/M - xhat*gweight/M).
+    """
+    N, C, S = x.shape
+    M = N * S
+    for c in numba.prange(C):
+        mu = mean[c]
+        r = invstd[c]
+        sg = 0.0
+        sgx = 0.0
+        for n in range(N):
+            for p in range(S):
+                g = gy[n, c, p]
+                sg += g
+                sgx += g * (x[n, c, p] - mu)
+        sgx *= r
+        gbias[c] = sg
+        gweight[c] = sgx
+        a = weight[c] * r
+        # gx = a*gy - a*sg/M - (x - mu) * a*r*sgx/M, coefficients formed once in float64
+        b = a * sg / M
+        k = a * r * sgx / M
+        for n in range(N):
+            for p in range(S):
+                gx[n, c, p] = a * gy[n, c, p] - b - (x[n, c, p] - mu) * k
+
+
+def _as_ncs(x):
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def batchnorm_stats(x):
+    """(mean, var) of x (N, C[, H, W]) per channel, shapes (C,), var biased (divided by N*H*W)."""
+    C = x.shape[1]
+    mean = np.empty(C, np.float64)
+    var = np.empty(C, np.float64)
+    _stats(_as_ncs(x), mean, var)
+    return mean.astype(x.dtype), var.astype(x.dtype)
+
+
+def batchnorm_forward(x, mean, invstd, weight, bias):
+    """y = (x - mean) * invstd * weight + bias per channel; weight/bias None mean 1/0."""
+    C = x.shape[1]
+    scale = invstd if weight is None else invstd * weight
+    if bias is None:
+        bias = np.zeros(C, x.dtype)
+    y = np.empty_like(x)
+    _forward(_as_ncs(x), mean, scale.astype(x.dtype), bias, _as_ncs(y))
+    return y
+
+
+def batchnorm_backward(gy, x, mean, invstd, weight):
+    """(gx, gweight, gbias) of training-mode batchnorm (mean/invstd taken from this batch)."""
+    C = x.shape[1]
+    if weight is None:
+        weight = np.ones(C, x.dtype)
+    gx = np.empty_like(x)
+    gweight = np.empty(C, np.float64)
+    gbias = np.empty(C, np.float64)
+    _backward(_as_ncs(gy), _as_ncs(x), mean, invstd, weight, _as_ncs(gx), gweight, gbias)
+    return gx, gweight.astype(x.dtype), gbias.astype(x.dtype)
