@@ -9,7 +9,7 @@ Read the source in this order: backend.py, autograd.py, functional/, kernels/, n
 from . import backend
 from .autograd import (Function, Tensor, backward, detect_anomaly, enable_grad, grad,
                        is_grad_enabled, no_grad, set_grad_enabled)
-from . import functional
+from . import functional, nn, optim
 from .backend import cupy_available, get_default_dtype, manual_seed, set_default_dtype
 
 __version__ = "0.1.0"

@@ -13,3 +13,5 @@ from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross
 from .reduce import max, mean, min, std, sum, var
 from .shape import (broadcast_to, cat, concat, flatten, getitem, permute, reshape, squeeze, stack,
                     sum_to, transpose, unsqueeze)
+from .conv import conv2d, conv_transpose2d
+from .norm import batch_norm

@@ -1,0 +1,144 @@
+"""2-D convolution and transposed convolution, NCHW, with PyTorch's signatures.
+
+Three ops close under differentiation, which is what makes gradients of gradients work through
+convolutions (a WGAN-GP critic needs them):
+
+    Conv2d(x, w)               y  = x (*) w                      (cross-correlation)
+    ConvTranspose2d(y, w)      x' = the adjoint of x -> x (*) w   (also conv2d's input gradient)
+    Conv2dWeightGrad(x, gy)    gw = the adjoint of w -> x (*) w   (conv2d's weight gradient)
+
+Each one's backward is written with the other two. The raw array work is in ``minigan.kernels``.
+"""
+from .. import kernels
+from ..autograd import Function, as_tensor
+from .reduce import sum as _sum
+
+
+def _pair(value, name):
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or any(not isinstance(v, int) or v < 0 for v in pair):
+        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
+    return pair
+
+
+def _add_bias(y, b):
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
+
+
+def _bias_grad(gy):
+    return _sum(gy, axis=(0, 2, 3))
+
+
+class Conv2d(Function):
+    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0)):
+        self.stride, self.padding = stride, padding
+        return _add_bias(kernels.conv2d(x, w, stride, padding), b)
+
+    def backward(self, gy):
+        x, w = self.inputs[:2]
+        need = self.needs_input_grad
+        gx = (ConvTranspose2d.apply(gy, w, stride=self.stride, padding=self.padding,
+                                    out_hw=x.shape[2:]) if need[0] else None)
+        gw = (Conv2dWeightGrad.apply(x, gy, kernel_hw=w.shape[2:], stride=self.stride,
+                                     padding=self.padding) if need[1] else None)
+        if len(self.inputs) == 2:
+            return gx, gw
+        return gx, gw, (_bias_grad(gy) if need[2] else None)
+
+
+class ConvTranspose2d(Function):
+    """y (N, Cout, out_hw) from x (N, Cin, H, W) and w (Cin, Cout, kh, kw)."""
+
+    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), out_hw=None):
+        self.stride, self.padding = stride, padding
+        return _add_bias(kernels.conv2d_grad_input(x, w, tuple(out_hw), stride, padding), b)
+
+    def backward(self, gy):
+        x, w = self.inputs[:2]
+        need = self.needs_input_grad
+        gx = Conv2d.apply(gy, w, stride=self.stride, padding=self.padding) if need[0] else None
+        gw = (Conv2dWeightGrad.apply(gy, x, kernel_hw=w.shape[2:], stride=self.stride,
+                                     padding=self.padding) if need[1] else None)
+        if len(self.inputs) == 2:
+            return gx, gw
+        return gx, gw, (_bias_grad(gy) if need[2] else None)
+
+
+class Conv2dWeightGrad(Function):
+    """gw[o, c, i, j] = sum over n, p, q of gy[n, o, p, q] * x_padded[n, c, p*s + i, q*s + j].
+
+    Bilinear in (x, gy), so its backward is a convolution in each argument."""
+
+    def forward(self, x, gy, kernel_hw, stride, padding):
+        self.kernel_hw, self.stride, self.padding = tuple(kernel_hw), stride, padding
+        return kernels.conv2d_grad_weight(x, gy, self.kernel_hw, stride, padding)
+
+    def backward(self, ggw):
+        x, gy = self.inputs
+        need = self.needs_input_grad
+        gx = (ConvTranspose2d.apply(gy, ggw, stride=self.stride, padding=self.padding,
+                                    out_hw=x.shape[2:]) if need[0] else None)
+        ggy = Conv2d.apply(x, ggw, stride=self.stride, padding=self.padding) if need[1] else None
+        return gx, ggy
+
+
+def _check(name, x, w, b, weight_in_axis):
+    if x.ndim != 4:
+        raise ValueError(f"{name} expects a 4-D input (N, C, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"{name} expects a 4-D weight, got shape {w.shape}")
+    if x.shape[1] != w.shape[weight_in_axis]:
+        raise ValueError(f"{name}: input has {x.shape[1]} channels but the weight of shape "
+                         f"{w.shape} expects {w.shape[weight_in_axis]}")
+    if x.dtype != w.dtype:
+        raise TypeError(f"{name}: input dtype {x.dtype} and weight dtype {w.dtype} differ")
+    out_channels = w.shape[1 - weight_in_axis]
+    if b is not None and b.shape != (out_channels,):
+        raise ValueError(f"{name}: bias of shape {b.shape} does not match {out_channels} "
+                         "output channels")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0):  # noqa: A002 - PyTorch's names
+    """Cross-correlate (N, C, H, W) with weight (O, C, kh, kw) -> (N, O, Ho, Wo),
+    Ho = (H + 2 ph - kh) // sh + 1."""
+    x, w = as_tensor(input), as_tensor(weight)
+    b = None if bias is None else as_tensor(bias)
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    _check("conv2d", x, w, b, weight_in_axis=1)
+    if 0 in stride:
+        raise ValueError("conv2d: stride must be positive")
+    for d, dim in enumerate(("height", "width")):
+        padded = x.shape[2 + d] + 2 * padding[d]
+        if w.shape[2 + d] > padded:
+            raise ValueError(f"conv2d: kernel {dim} {w.shape[2 + d]} is larger than the padded "
+                             f"input {dim} {padded} (input {x.shape[2 + d]}, padding {padding[d]})")
+    args = (x, w) if b is None else (x, w, b)
+    return Conv2d.apply(*args, stride=stride, padding=padding)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0,  # noqa: A002
+                     output_padding=0):
+    """The adjoint of conv2d: (N, Cin, H, W) with weight (Cin, Cout, kh, kw) -> (N, Cout, Ho, Wo),
+    Ho = (H - 1) sh - 2 ph + kh + output_padding (PyTorch's rule)."""
+    x, w = as_tensor(input), as_tensor(weight)
+    b = None if bias is None else as_tensor(bias)
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    output_padding = _pair(output_padding, "output_padding")
+    _check("conv_transpose2d", x, w, b, weight_in_axis=0)
+    if 0 in stride:
+        raise ValueError("conv_transpose2d: stride must be positive")
+    out_hw = []
+    for d in range(2):
+        if output_padding[d] >= stride[d]:
+            raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be smaller "
+                             f"than stride {stride} in each dimension")
+        size = (x.shape[2 + d] - 1) * stride[d] - 2 * padding[d] + w.shape[2 + d] + output_padding[d]
+        if size <= 0:
+            raise ValueError(f"conv_transpose2d: output size {size} is not positive (input "
+                             f"{x.shape[2:]}, kernel {w.shape[2:]}, stride {stride}, "
+                             f"padding {padding})")
+        out_hw.append(size)
+    args = (x, w) if b is None else (x, w, b)
+    return ConvTranspose2d.apply(*args, stride=stride, padding=padding, out_hw=tuple(out_hw))
