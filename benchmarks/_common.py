@@ -1,0 +1,122 @@
+"""Shared helpers for the benchmarks: what BLAS is in use, the machine's SGEMM ceiling, an optional
+PyTorch to compare against, and timing (warm-up, then the median of repeats).
+
+Nothing here changes the process environment: OPENBLAS_CORETYPE and friends are read, never set;
+compare BLAS settings by running a benchmark twice with a different environment.
+"""
+import ctypes
+import glob
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+
+
+def _openblas_lib():
+    """NumPy's bundled OpenBLAS as a ctypes library, or None (another BLAS, or not found)."""
+    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            pass
+    return None
+
+
+def _openblas_call(lib, stem):
+    """Call an OpenBLAS info function whatever its symbol prefix/suffix (scipy_openblas64_ etc.)."""
+    for name in (f"scipy_openblas_{stem}64_", f"openblas_{stem}64_", f"openblas_{stem}"):
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            return fn
+    return None
+
+
+def blas_info():
+    """A dict saying which BLAS NumPy uses, the OpenBLAS kernel set picked, and thread settings."""
+    info = {"numpy": np.__version__}
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        info["blas"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older NumPy: show_config only prints
+        info["blas"] = "unknown"
+    lib = _openblas_lib()
+    if lib is not None:
+        core = _openblas_call(lib, "get_corename")
+        if core is not None:
+            core.restype = ctypes.c_char_p
+            info["openblas_core"] = core().decode()
+        nthr = _openblas_call(lib, "get_num_threads")
+        if nthr is not None:
+            info["openblas_threads"] = int(nthr())
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        info[var] = os.environ.get(var, "(unset)")
+    try:
+        import numba
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.config.NUMBA_NUM_THREADS
+    except ImportError:
+        pass
+    info["cpus"] = os.cpu_count()
+    return info
+
+
+def print_blas_info():
+    info = blas_info()
+    print("BLAS: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    return info
+
+
+def sgemm_gflops(n=1024, dtype=np.float32, repeat=7):
+    """GFLOP/s of an n x n x n NumPy matmul into a reused output: the ceiling for GEMM-based code."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    c = np.empty((n, n), dtype)
+    ms = time_ms(lambda: np.matmul(a, b, out=c), warmup=2, repeat=repeat)
+    return 2.0 * n ** 3 / (ms * 1e-3) / 1e9
+
+
+def import_torch(threads=2):
+    """PyTorch set to ``threads`` intra-op threads, or None when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def time_ms(fn, warmup=2, repeat=9):
+    """Median wall time of fn() in milliseconds after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def time_interleaved_ms(fns, warmup=2, repeat=9):
+    """Median ms of each function, timed in turn within every repeat, so that load from other
+    processes on the machine hits all of them alike (their ratio is then the trustworthy number)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) * 1e3 for ts in times]
+
+
+def json_line(obj):
+    """The machine-readable last line of a benchmark."""
+    print(json.dumps(obj, sort_keys=True))

@@ -1,0 +1,237 @@
+"""Benchmark of minigan's CPU kernels on every layer of the 28x28 DCGAN, against PyTorch CPU.
+
+Run:  python benchmarks/bench_kernels.py [--batch 64 256] [--repeat 9] [--dtype float32]
+      OPENBLAS_CORETYPE=Haswell python benchmarks/bench_kernels.py     (compare BLAS kernel sets)
+
+For each layer it times, in ms (median of repeats, ours and PyTorch's interleaved in one process so
+that other load on the machine hits both alike):
+  fwd      conv: the forward product;  bn: stats + normalise;  act: the activation
+  fwd+bwd  conv: forward + grad input + grad weight (3 products);  bn/act: forward + backward
+and prints GFLOP/s for convolutions (2 * multiply-adds per product) and ratio = ours / torch
+(torch.set_num_threads(2), torch.nn.functional, same shapes; x and w both require grad).
+ConvTranspose2d layers run as conv2d_grad_input forward, conv2d (its input grad) and
+conv2d_grad_weight(x=gy, gy=x) (its weight grad). It also prints the BLAS in use and NumPy's SGEMM
+GFLOP/s (the ceiling for GEMM-based convolutions), the first-call time of the numba kernels, and
+ends with one JSON line holding everything.
+
+Predictions written before tuning (SGEMM measured ~200 GFLOP/s on the 2-core machine with either
+OpenBLAS kernel set; conv products at ~180 GFLOP/s plus gather/scatter passes at a few GB/s):
+  layer (batch 64)          MFLOP/product   fwd ms   fwd+bwd ms   torch fwd+bwd (first look)
+  G1 ConvT 100->256 1->7          161        0.9        2.7        13
+  G2 ConvT 256->128 7->14        3290       18         55          51
+  G3 ConvT 128->1 14->28           51        1.5        3.5        12.7
+  D1 Conv 1->64 28->14             26        0.7        2.0         3.1
+  D2 Conv 64->128 14->7           822        5         16          11.6
+  D3 Conv 128->1 7->1             0.8        0.05       0.15        0.55
+  BN (64,256,7,7) / (64,128,14,14) / (64,128,7,7):  fwd+bwd 0.4 / 0.8 / 0.25 ms (torch 1.3/2.8/0.7)
+  LeakyReLU/ReLU: fwd+bwd ~0.1-0.3 ms, page faults on fresh outputs permitting.
+Expected weak spots: D2 (GEMM-bound, im2col copy on top of an equal GEMM) and D1 forward
+(K = 16 GEMM plus an output transpose, where torch's direct kernel takes 0.2 ms).
+Measured numbers: see the report printed by this script.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from _common import (import_torch, json_line, print_blas_info, sgemm_gflops, time_interleaved_ms,
+                     time_ms)
+
+try:
+    import minigan.kernels as K
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+    import minigan.kernels as K
+
+# (name, transposed, in_channels, out_channels, kernel, stride, padding, input size)
+CONV_LAYERS = [
+    ("G1 ConvT 100->256 1->7", True, 100, 256, 7, 1, 0, 1),
+    ("G2 ConvT 256->128 7->14", True, 256, 128, 4, 2, 1, 7),
+    ("G3 ConvT 128->1 14->28", True, 128, 1, 4, 2, 1, 14),
+    ("D1 Conv 1->64 28->14", False, 1, 64, 4, 2, 1, 28),
+    ("D2 Conv 64->128 14->7", False, 64, 128, 4, 2, 1, 14),
+    ("D3 Conv 128->1 7->1", False, 128, 1, 7, 1, 0, 7),
+]
+# (name, kind, channels, spatial size, slope): batchnorm and activations after the convs
+POINT_LAYERS = [
+    ("G1 BN (256,7,7)", "bn", 256, 7, None),
+    ("G1 ReLU (256,7,7)", "act", 256, 7, 0.0),
+    ("G2 BN (128,14,14)", "bn", 128, 14, None),
+    ("G2 ReLU (128,14,14)", "act", 128, 14, 0.0),
+    ("D1 LeakyReLU (64,14,14)", "act", 64, 14, 0.2),
+    ("D2 BN (128,7,7)", "bn", 128, 7, None),
+    ("D2 LeakyReLU (128,7,7)", "act", 128, 7, 0.2),
+]
+
+
+def conv_case(spec, batch, dtype, rng):
+    """(ours_fwd, ours_fwdbwd, flops per product, make_torch) for one conv layer."""
+    name, transposed, cin, cout, k, s, p, size = spec
+    stride, padding = (s, s), (p, p)
+    x = rng.standard_normal((batch, cin, size, size)).astype(dtype)
+    if transposed:
+        # ConvTranspose2d weight (in, out, k, k) is conv2d's (O, C, k, k) with O = in, C = out.
+        w = rng.standard_normal((cin, cout, k, k)).astype(dtype) * 0.05
+        out = (size - 1) * s - 2 * p + k
+        gy = rng.standard_normal((batch, cout, out, out)).astype(dtype)
+        macs = batch * cin * size * size * cout * k * k
+
+        def fwd():
+            return K.conv2d_grad_input(x, w, (out, out), stride, padding)
+
+        def fwdbwd():
+            fwd()
+            K.conv2d(gy, w, stride, padding)
+            K.conv2d_grad_weight(gy, x, (k, k), stride, padding)
+    else:
+        w = rng.standard_normal((cout, cin, k, k)).astype(dtype) * 0.05
+        out = (size + 2 * p - k) // s + 1
+        gy = rng.standard_normal((batch, cout, out, out)).astype(dtype)
+        macs = batch * cout * out * out * cin * k * k
+
+        def fwd():
+            return K.conv2d(x, w, stride, padding)
+
+        def fwdbwd():
+            fwd()
+            K.conv2d_grad_input(gy, w, (size, size), stride, padding)
+            K.conv2d_grad_weight(x, gy, (k, k), stride, padding)
+
+    def make_torch(torch):
+        F = torch.nn.functional
+        tx = torch.from_numpy(x).requires_grad_()
+        tw = torch.from_numpy(w).requires_grad_()
+        tgy = torch.from_numpy(gy)
+        op = F.conv_transpose2d if transposed else F.conv2d
+
+        def tfwd():
+            with torch.no_grad():
+                op(tx, tw, stride=s, padding=p)
+
+        def tfwdbwd():
+            torch.autograd.grad(op(tx, tw, stride=s, padding=p), (tx, tw), tgy)
+        return tfwd, tfwdbwd
+    return fwd, fwdbwd, 2 * macs, make_torch
+
+
+def point_case(spec, batch, dtype, rng):
+    """(ours_fwd, ours_fwdbwd, 0, make_torch) for a batchnorm or activation layer."""
+    name, kind, c, size, slope = spec
+    x = rng.standard_normal((batch, c, size, size)).astype(dtype)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    weight = rng.standard_normal(c).astype(dtype)
+    bias = rng.standard_normal(c).astype(dtype)
+    eps = 1e-5
+    if kind == "bn":
+        def fwd():
+            mean, var = K.batchnorm_stats(x)
+            invstd = 1.0 / np.sqrt(var + dtype(eps))
+            return K.batchnorm_forward(x, mean, invstd, weight, bias), mean, invstd
+
+        def fwdbwd():
+            _, mean, invstd = fwd()
+            K.batchnorm_backward(gy, x, mean, invstd, weight)
+    else:
+        def fwd():
+            return K.leaky_relu(x, slope)
+
+        def fwdbwd():
+            fwd()
+            K.leaky_relu_grad(gy, x, slope)
+
+    def make_torch(torch):
+        F = torch.nn.functional
+        tx = torch.from_numpy(x).requires_grad_()
+        tgy = torch.from_numpy(gy)
+        if kind == "bn":
+            tw = torch.from_numpy(weight).requires_grad_()
+            tb = torch.from_numpy(bias).requires_grad_()
+
+            def op():
+                return F.batch_norm(tx, None, None, tw, tb, training=True, eps=eps)
+            inputs = (tx, tw, tb)
+        else:
+            def op():
+                return F.leaky_relu(tx, slope)
+            inputs = (tx,)
+
+        def tfwd():
+            with torch.no_grad():
+                op()
+
+        def tfwdbwd():
+            torch.autograd.grad(op(), inputs, tgy)
+        return tfwd, tfwdbwd
+    return fwd, fwdbwd, 0, make_torch
+
+
+def first_call_seconds(dtype):
+    """Seconds for the first call of every kernel at tiny shapes: numba compilation, or loading
+    from numba's on-disk cache when an earlier run already compiled them."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    t0 = time.perf_counter()
+    y = K.conv2d(x, w, (2, 2), (1, 1))
+    K.conv2d_grad_input(y, w, (6, 6), (2, 2), (1, 1))
+    K.conv2d_grad_weight(x, y, (3, 3), (2, 2), (1, 1))
+    mean, var = K.batchnorm_stats(x)
+    invstd = 1.0 / np.sqrt(var + dtype(1e-5))
+    K.batchnorm_forward(x, mean, invstd, None, None)
+    K.batchnorm_backward(x, x, mean, invstd, None)
+    K.leaky_relu_grad(x, K.leaky_relu(x, 0.2), 0.2)
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--only", default="", help="run only layers whose name contains this text")
+    ap.add_argument("--no-torch", action="store_true")
+    args = ap.parse_args()
+    dtype = np.dtype(args.dtype).type
+
+    info = print_blas_info()
+    compile_s = first_call_seconds(dtype)
+    print(f"first call of all kernels ({args.dtype}): {compile_s:.2f} s")
+    gemm = sgemm_gflops(1024, dtype)
+    print(f"NumPy {args.dtype} GEMM 1024^3: {gemm:.0f} GFLOP/s")
+    torch = None if args.no_torch else import_torch(2)
+    print("torch:", "not installed" if torch is None else f"{torch.__version__}, 2 threads")
+
+    rng = np.random.default_rng(0)
+    rows = []
+    hdr = f"{'layer':28s} {'N':>4s} {'pass':8s} {'ms':>8s} {'GFLOP/s':>8s} {'torch ms':>9s} {'ratio':>6s}"
+    print(hdr)
+    print("-" * len(hdr))
+    cases = [(s, conv_case) for s in CONV_LAYERS] + [(s, point_case) for s in POINT_LAYERS]
+    for batch in args.batch:
+        for spec, make in cases:
+            if args.only not in spec[0]:
+                continue
+            fwd, fwdbwd, flops, make_torch = make(spec, batch, dtype, rng)
+            tf = make_torch(torch) if torch is not None else None
+            for label, ours, nprod, ti in (("fwd", fwd, 1, 0), ("fwd+bwd", fwdbwd, 3, 1)):
+                if tf is None:
+                    ms, tms = time_ms(ours, repeat=args.repeat), None
+                else:
+                    ms, tms = time_interleaved_ms([ours, tf[ti]], repeat=args.repeat)
+                gf = flops * nprod / (ms * 1e-3) / 1e9 if flops else None
+                ratio = ms / tms if tms else None
+                rows.append({"layer": spec[0], "batch": batch, "pass": label, "ms": round(ms, 4),
+                             "gflops": gf and round(gf, 1), "torch_ms": tms and round(tms, 4),
+                             "ratio": ratio and round(ratio, 3)})
+                print(f"{spec[0]:28s} {batch:4d} {label:8s} {ms:8.3f} "
+                      f"{'' if gf is None else f'{gf:8.0f}':>8s} "
+                      f"{'' if tms is None else f'{tms:9.3f}':>9s} "
+                      f"{'' if ratio is None else f'{ratio:6.2f}':>6s}", flush=True)
+    json_line({"bench": "kernels", "dtype": args.dtype, "blas": info, "sgemm_gflops": round(gemm, 1),
+               "first_call_s": round(compile_s, 3), "results": rows})
+
+
+if __name__ == "__main__":
+    main()

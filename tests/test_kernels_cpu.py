@@ -1,0 +1,322 @@
+"""CPU kernels (minigan.kernels on NumPy arrays) against float64 references written here.
+
+Convolution: forward against a tap-by-tap loop reference; grad_input and grad_weight against
+their own loop references and through the adjoint identities
+<conv2d(x, w), g> = <x, conv2d_grad_input(g, w)> = <w, conv2d_grad_weight(x, g)>.
+Batchnorm against the NumPy formulas and a finite difference of the whole training-mode function;
+LeakyReLU against np.where. float32 results must match float64 ones to float32 accuracy.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minigan.kernels as K
+from minigan.kernels import cpu_conv
+
+
+# --- references -----------------------------------------------------------------------------------
+
+def out_size(size, k, s, p):
+    return (size + 2 * p - k) // s + 1
+
+
+def ref_conv2d(x, w, stride, padding):
+    """y[n,o,i,j] = sum_{c,a,b} w[o,c,a,b] x_padded[n, c, i*sh + a, j*sw + b], one tap at a time."""
+    (sh, sw), (ph, pw) = stride, padding
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    Ho, Wo = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    y = np.zeros((N, O, Ho, Wo))
+    for a in range(kh):
+        for b in range(kw):
+            patch = xp[:, :, a:a + sh * (Ho - 1) + 1:sh, b:b + sw * (Wo - 1) + 1:sw]
+            y += np.einsum("nchw,oc->nohw", patch, w[:, :, a, b].astype(np.float64))
+    return y
+
+
+def ref_conv2d_grad_input(gy, w, input_hw, stride, padding):
+    """Scatter each tap's contribution back onto the padded input, then crop the padding."""
+    (sh, sw), (ph, pw), (H, W) = stride, padding, input_hw
+    N, O, Ho, Wo = gy.shape
+    _, C, kh, kw = w.shape
+    gxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+    for a in range(kh):
+        for b in range(kw):
+            gxp[:, :, a:a + sh * (Ho - 1) + 1:sh, b:b + sw * (Wo - 1) + 1:sw] += np.einsum(
+                "nohw,oc->nchw", gy.astype(np.float64), w[:, :, a, b].astype(np.float64))
+    return gxp[:, :, ph:ph + H, pw:pw + W]
+
+
+def ref_conv2d_grad_weight(x, gy, kernel_hw, stride, padding):
+    (sh, sw), (ph, pw), (kh, kw) = stride, padding, kernel_hw
+    _, O, Ho, Wo = gy.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    gw = np.zeros((O, x.shape[1], kh, kw))
+    for a in range(kh):
+        for b in range(kw):
+            patch = xp[:, :, a:a + sh * (Ho - 1) + 1:sh, b:b + sw * (Wo - 1) + 1:sw]
+            gw[:, :, a, b] = np.einsum("nohw,nchw->oc", gy.astype(np.float64), patch)
+    return gw
+
+
+@st.composite
+def conv_cases(draw):
+    """Batch, channels, kernel (square or not, 1x1 up to 5), stride (below, equal to and above the
+    kernel size), padding, and an input size for which the kernel fits the padded input."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, kh - 2 * ph), kh + 6))
+    W = draw(st.integers(max(1, kw - 2 * pw), kw + 6))
+    N, C, O = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    return N, C, O, (H, W), (kh, kw), (sh, sw), (ph, pw), seed
+
+
+def conv_arrays(case, dtype=np.float64):
+    N, C, O, (H, W), (kh, kw), stride, padding, seed = case
+    rng = np.random.default_rng(seed)
+    Ho, Wo = out_size(H, kh, stride[0], padding[0]), out_size(W, kw, stride[1], padding[1])
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((O, C, kh, kw)).astype(dtype)
+    g = rng.standard_normal((N, O, Ho, Wo)).astype(dtype)
+    return x, w, g
+
+
+# --- convolution ----------------------------------------------------------------------------------
+
+@settings(max_examples=30, deadline=None)
+@given(conv_cases())
+def test_conv2d_matches_loop_reference_and_float32(case):
+    x, w, _ = conv_arrays(case)
+    stride, padding = case[5], case[6]
+    y = K.conv2d(x, w, stride, padding)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, ref_conv2d(x, w, stride, padding), rtol=1e-12, atol=1e-12)
+    y32 = K.conv2d(x.astype(np.float32), w.astype(np.float32), stride, padding)
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y, rtol=1e-4, atol=1e-4 * np.sqrt(x.shape[1] * w[0].size))
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_cases())
+def test_conv2d_gradients_are_the_adjoints(case):
+    x, w, g = conv_arrays(case)
+    stride, padding = case[5], case[6]
+    kernel_hw, input_hw = w.shape[2:], x.shape[2:]
+    gx = K.conv2d_grad_input(g, w, input_hw, stride, padding)
+    gw = K.conv2d_grad_weight(x, g, kernel_hw, stride, padding)
+    assert gx.shape == x.shape and gw.shape == w.shape
+    lhs = np.vdot(K.conv2d(x, w, stride, padding), g)
+    scale = np.sqrt(x.size * w.size)
+    assert abs(lhs - np.vdot(x, gx)) <= 1e-10 * scale
+    assert abs(lhs - np.vdot(w, gw)) <= 1e-10 * scale
+    np.testing.assert_allclose(gx, ref_conv2d_grad_input(g, w, input_hw, stride, padding),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gw, ref_conv2d_grad_weight(x, g, kernel_hw, stride, padding),
+                               rtol=1e-12, atol=1e-11)
+    x32, w32, g32 = x.astype(np.float32), w.astype(np.float32), g.astype(np.float32)
+    gx32 = K.conv2d_grad_input(g32, w32, input_hw, stride, padding)
+    gw32 = K.conv2d_grad_weight(x32, g32, kernel_hw, stride, padding)
+    assert gx32.dtype == gw32.dtype == np.float32
+    np.testing.assert_allclose(gx32, gx, rtol=1e-4, atol=1e-4 * np.sqrt(w.shape[0] * w[0, 0].size))
+    np.testing.assert_allclose(gw32, gw, rtol=1e-4, atol=1e-4 * np.sqrt(g[:, 0].size))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dcgan_shapes_including_whole_input_kernel(dtype):
+    """The generator's and discriminator's layer shapes: stride-2 4x4 with padding 1, and the 7x7
+    kernel over a 7x7 map (which takes the plain matrix-product path)."""
+    rng = np.random.default_rng(3)
+    for (N, C, O, H, k, s, p) in [(3, 6, 5, 14, 4, 2, 1), (3, 7, 4, 7, 7, 1, 0), (2, 1, 5, 7, 7, 1, 0)]:
+        x = rng.standard_normal((N, C, H, H)).astype(dtype)
+        w = rng.standard_normal((O, C, k, k)).astype(dtype)
+        y = K.conv2d(x, w, (s, s), (p, p))
+        g = rng.standard_normal(y.shape).astype(dtype)
+        tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(y, ref_conv2d(x, w, (s, s), (p, p)), **tol)
+        np.testing.assert_allclose(K.conv2d_grad_input(g, w, (H, H), (s, s), (p, p)),
+                                   ref_conv2d_grad_input(g, w, (H, H), (s, s), (p, p)), **tol)
+        np.testing.assert_allclose(K.conv2d_grad_weight(x, g, (k, k), (s, s), (p, p)),
+                                   ref_conv2d_grad_weight(x, g, (k, k), (s, s), (p, p)), **tol)
+
+
+def test_conv_chunking_gives_the_same_result(monkeypatch):
+    """Cutting the batch into one-image chunks (and partial weight-gradient sums) changes nothing."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 4))
+    g = rng.standard_normal((5, 4, 5, 4))
+    args = ((2, 2), (1, 1))
+    whole = (K.conv2d(x, w, *args), K.conv2d_grad_input(g, w, (9, 8), *args),
+             K.conv2d_grad_weight(x, g, (3, 4), *args))
+    monkeypatch.setattr(cpu_conv, "CHUNK_BYTES", 1)
+    chunked = (K.conv2d(x, w, *args), K.conv2d_grad_input(g, w, (9, 8), *args),
+               K.conv2d_grad_weight(x, g, (3, 4), *args))
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+def test_results_do_not_alias_work_buffers():
+    """Outputs stay valid after later calls reuse the internal scratch buffers."""
+    rng = np.random.default_rng(5)
+    x1, x2 = rng.standard_normal((2, 2, 2, 6, 6))
+    w = rng.standard_normal((1, 2, 3, 3))
+    y1 = K.conv2d(x1, w, (1, 1), (1, 1))
+    kept = y1.copy()
+    K.conv2d(x2, w, (1, 1), (1, 1))
+    K.conv2d_grad_weight(x2, y1, (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(y1, kept)
+
+
+def test_conv_accepts_non_contiguous_and_int_arguments():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 5, 6, 3)).transpose(0, 3, 1, 2)  # (2, 3, 5, 6), not contiguous
+    w = rng.standard_normal((4, 3, 2, 2))
+    np.testing.assert_allclose(K.conv2d(x, w, 2, 1), ref_conv2d(x, w, (2, 2), (1, 1)),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_conv_errors_name_the_problem():
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"\(2, 3, 8, 8\).*\(4, 5, 3, 3\)"):
+        K.conv2d(x, np.zeros((4, 5, 3, 3), np.float32), (1, 1), (0, 0))
+    with pytest.raises(TypeError, match="float64"):
+        K.conv2d(x, np.zeros((4, 3, 3, 3)), (1, 1), (0, 0))
+    with pytest.raises(TypeError, match="int64"):
+        K.conv2d(x.astype(np.int64), np.zeros((4, 3, 3, 3), np.int64), (1, 1), (0, 0))
+    with pytest.raises(ValueError, match="4-D"):
+        K.conv2d(x[0], np.zeros((4, 3, 3, 3), np.float32), (1, 1), (0, 0))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        K.conv2d(x, np.zeros((4, 3, 9, 9), np.float32), (1, 1), (0, 0))
+    with pytest.raises(ValueError, match="stride"):
+        K.conv2d(x, np.zeros((4, 3, 3, 3), np.float32), (0, 1), (0, 0))
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"gy has shape \(2, 4, 5, 5\)"):
+        K.conv2d_grad_input(np.zeros((2, 4, 5, 5), np.float32), w, (8, 8), (1, 1), (0, 0))
+    with pytest.raises(ValueError, match="channels"):
+        K.conv2d_grad_input(np.zeros((2, 3, 6, 6), np.float32), w, (8, 8), (1, 1), (0, 0))
+    with pytest.raises(ValueError, match=r"gy has shape"):
+        K.conv2d_grad_weight(x, np.zeros((3, 4, 6, 6), np.float32), (3, 3), (1, 1), (0, 0))
+
+
+# --- batchnorm ------------------------------------------------------------------------------------
+
+def ref_batchnorm_train(x, weight, bias, eps):
+    """Training-mode batchnorm in float64 with NumPy: statistics from the batch itself."""
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+    mean = x.mean(axis=axes)
+    invstd = 1.0 / np.sqrt(x.var(axis=axes) + eps)
+    return (x - mean.reshape(shape)) * (invstd * weight).reshape(shape) + bias.reshape(shape)
+
+
+@st.composite
+def bn_cases(draw):
+    four_d = draw(st.booleans())
+    N, C = draw(st.integers(1, 5)), draw(st.integers(1, 6))
+    shape = (N, C, draw(st.integers(1, 5)), draw(st.integers(1, 5))) if four_d else (N + 1, C)
+    return shape, draw(st.integers(0, 2 ** 31 - 1)), draw(st.booleans())
+
+
+@settings(max_examples=25, deadline=None)
+@given(bn_cases())
+def test_batchnorm_forward_backward(case):
+    shape, seed, affine = case
+    rng = np.random.default_rng(seed)
+    C, eps = shape[1], 1e-5
+    x = rng.standard_normal(shape) * 2.0 + 3.0
+    gy = rng.standard_normal(shape)
+    weight = rng.standard_normal(C) if affine else None
+    bias = rng.standard_normal(C) if affine else None
+    w_ = np.ones(C) if weight is None else weight
+    b_ = np.zeros(C) if bias is None else bias
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    shp = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+
+    mean, var = K.batchnorm_stats(x)
+    np.testing.assert_allclose(mean, x.mean(axis=axes), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(var, x.var(axis=axes), rtol=1e-10, atol=1e-12)
+    invstd = 1.0 / np.sqrt(var + eps)
+    y = K.batchnorm_forward(x, mean, invstd, weight, bias)
+    np.testing.assert_allclose(y, ref_batchnorm_train(x, w_, b_, eps), rtol=1e-10, atol=1e-10)
+
+    gx, gweight, gbias = K.batchnorm_backward(gy, x, mean, invstd, weight)
+    M = x.size // C
+    xhat = (x - mean.reshape(shp)) * invstd.reshape(shp)
+    gb_ref = gy.sum(axis=axes)
+    gw_ref = (gy * xhat).sum(axis=axes)
+    gx_ref = (w_ * invstd).reshape(shp) / M * (M * gy - gb_ref.reshape(shp) - xhat * gw_ref.reshape(shp))
+    np.testing.assert_allclose(gbias, gb_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gweight, gw_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-9, atol=1e-10)
+
+    # The formula itself: directional derivative of <gy, bn(x)> along a random v.
+    v = rng.standard_normal(shape)
+    h = 1e-6
+    fd = (np.vdot(gy, ref_batchnorm_train(x + h * v, w_, b_, eps))
+          - np.vdot(gy, ref_batchnorm_train(x - h * v, w_, b_, eps))) / (2 * h)
+    assert abs(fd - np.vdot(gx, v)) <= 1e-5 * (1 + abs(fd))
+
+    # float32 in, float32 out, close to the float64 results.
+    f = np.float32
+    m32, v32 = K.batchnorm_stats(x.astype(f))
+    assert m32.dtype == v32.dtype == f
+    inv32 = (1.0 / np.sqrt(v32 + f(eps))).astype(f)
+    w32 = None if weight is None else weight.astype(f)
+    b32 = None if bias is None else bias.astype(f)
+    y32 = K.batchnorm_forward(x.astype(f), m32, inv32, w32, b32)
+    assert y32.dtype == f
+    np.testing.assert_allclose(y32, y, rtol=1e-3, atol=1e-3)
+    out32 = K.batchnorm_backward(gy.astype(f), x.astype(f), m32, inv32, w32)
+    for a, b in zip(out32, (gx, gweight, gbias)):
+        assert a.dtype == f
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.sqrt(M))
+
+
+def test_batchnorm_stats_float32_accurate_with_large_mean():
+    """A large offset must not wreck float32 variance (no sum-of-squares cancellation)."""
+    rng = np.random.default_rng(7)
+    x64 = rng.standard_normal((64, 3, 16, 16)) * 0.01 + 1000.0
+    mean, var = K.batchnorm_stats(x64.astype(np.float32))
+    x32 = x64.astype(np.float32).astype(np.float64)  # the numbers the kernel actually saw
+    np.testing.assert_allclose(mean, x32.mean(axis=(0, 2, 3)), rtol=1e-7)
+    np.testing.assert_allclose(var, x32.var(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_batchnorm_nan_propagates_and_errors():
+    x = np.ones((4, 2, 3, 3), np.float32)
+    x[1, 0, 2, 2] = np.nan
+    mean, var = K.batchnorm_stats(x)
+    assert np.isnan(mean[0]) and np.isnan(var[0]) and np.isfinite(mean[1])
+    with pytest.raises(ValueError, match=r"\(3,\).*2 channels"):
+        K.batchnorm_forward(x, mean, np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="dtype mismatch"):
+        K.batchnorm_forward(x, mean.astype(np.float64), var)
+    with pytest.raises(ValueError, match="differs"):
+        K.batchnorm_backward(x[:2], x, mean, var)
+    with pytest.raises(ValueError, match="2-D or 4-D"):
+        K.batchnorm_stats(x[0])
+
+
+# --- activations ----------------------------------------------------------------------------------
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 7), min_size=1, max_size=4), st.sampled_from([0.0, 0.01, 0.2]),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 31 - 1))
+def test_leaky_relu(shape, slope, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    y = K.leaky_relu(x, slope)
+    gx = K.leaky_relu_grad(gy, x, slope)
+    assert y.dtype == gx.dtype == dtype and y.shape == x.shape
+    np.testing.assert_allclose(y, np.where(x > 0, x, dtype(slope) * x), rtol=0, atol=0)
+    np.testing.assert_allclose(gx, np.where(x > 0, gy, dtype(slope) * gy), rtol=0, atol=0)
+
+
+def test_leaky_relu_grad_checks_shapes():
+    with pytest.raises(ValueError, match="differs"):
+        K.leaky_relu_grad(np.ones(3), np.ones(4), 0.2)
