@@ -13,10 +13,11 @@ two bytes are the gzip signature. Every malformed file raises :class:`IdxError` 
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 
 import numpy as np
+
+from ..io import atomic_write
 
 # type byte -> big-endian dtype stored in the file
 _TYPE_TO_DTYPE = {
@@ -129,18 +130,10 @@ def write_idx(path, array):
 
     The file appears atomically (written to a temporary name in the same folder, then renamed),
     so a reader never sees half a file. gzip output has mtime 0, so equal arrays give equal bytes.
+    Returns the path.
     """
     path = os.fspath(path)
     data = encode_idx(array)
     if path.endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return atomic_write(path, lambda f: f.write(data))

@@ -43,6 +43,7 @@ import urllib.request
 
 import numpy as np
 
+from ..io import fsync_folder
 from .idx import MAGIC_IMAGES, MAGIC_LABELS, IdxError, parse_idx, read_idx_bytes
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -243,20 +244,6 @@ def _remove(path):
         pass
 
 
-def _fsync_folder(folder):
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _cut_off(part, where):
     """Keep a cut-off transfer's .part for resuming, unless it is empty; the message saying which."""
     if os.path.exists(part) and os.path.getsize(part) == 0:
@@ -323,7 +310,7 @@ def _fetch(url, dest, sha256, budget):
             digest = _sha256(f.read())
         if digest == sha256:
             os.replace(part, dest)
-            _fsync_folder(os.path.dirname(dest))
+            fsync_folder(os.path.dirname(dest))
             return fetched
         _remove(part)
         if not (have and attempt == 0):
