@@ -368,7 +368,15 @@ def plot_curves(curves, path, title=None, xlabel="step", ylabel=None, size=(800,
             _draw_curve(axes, xs[s:e], np.clip(ys[s:e], *_padded_range(*ylim, frac=1.0)), colour)
     axes.frame()
     if entries:
-        axes.legend(entries, axes.quietest_corner(entries, all_x, all_y))
+        # the legend avoids the lines, not just the data points: sample each curve densely
+        cover_x, cover_y = [all_x], [all_y]
+        for xs, ys in zip(finite_x, finite_y):
+            if len(xs) > 1:
+                order = np.argsort(xs, kind="stable")
+                dense = np.linspace(xs.min(), xs.max(), 400)
+                cover_x.append(dense)
+                cover_y.append(np.interp(dense, xs[order], ys[order]))
+        axes.legend(entries, axes.quietest_corner(entries, np.concatenate(cover_x), np.concatenate(cover_y)))
     if not len(all_y):
         msg = "no finite data"
         w, h = _text_size(d, msg, font)
