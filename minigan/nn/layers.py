@@ -78,8 +78,8 @@ class Conv2d(_ConvNd):
 class ConvTranspose2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, bias=True):
-        self.output_padding = output_padding
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, True)
+        self.output_padding = output_padding
 
     def forward(self, x):
         return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
