@@ -109,11 +109,13 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__} expects a {' or '.join(map(str, self.expected_ndim))}-D "
                              f"input, got shape {x.shape}")
         use_batch_stats = self.training or not self.track_running_stats
+        y = F.batch_norm(x, self.running_mean if self.track_running_stats else None,
+                         self.running_var if self.track_running_stats else None,
+                         self.weight, self.bias, use_batch_stats, self.momentum, self.eps)
+        # counted only once batch_norm accepted the input: a rejected call changes no state
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
-        return F.batch_norm(x, self.running_mean if self.track_running_stats else None,
-                            self.running_var if self.track_running_stats else None,
-                            self.weight, self.bias, use_batch_stats, self.momentum, self.eps)
+        return y
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
