@@ -222,6 +222,15 @@ def test_second_derivatives_gradgradcheck(shape, seed):
     assert gradgradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), inputs)
 
 
+def test_eval_mode_gradcheck():
+    """In evaluation the running estimates are constants: gradients reach x, weight and bias."""
+    rng = np.random.default_rng(2)
+    rm, rv = Tensor(rng.standard_normal(3)), Tensor(rng.random(3) + 0.5)
+    inputs = _leaves(rng.standard_normal((2, 3, 2, 1)), rng.standard_normal(3),
+                     rng.standard_normal(3))
+    assert gradcheck(lambda x, w, b: F.batch_norm(x, rm, rv, w, b, training=False), inputs)
+
+
 def test_second_derivatives_without_affine():
     (x,) = _leaves(_random((5, 2), 4))
     assert gradgradcheck(lambda x: F.batch_norm(x, None, None, training=True), [x])
@@ -318,6 +327,17 @@ def test_channel_count_mismatch():
     with pytest.raises(ValueError, match=r"running_mean has shape \(2,\) but the input has 3"):
         F.batch_norm(Tensor(np.zeros((4, 3))), Tensor(np.zeros(2)), Tensor(np.ones(3)),
                      training=True)
+
+
+def test_rejected_input_changes_no_state():
+    bn = nn.BatchNorm2d(3)
+    bn(Tensor(_random((2, 3, 2, 2), 0).astype(np.float32)))
+    before = bn.state_dict()
+    for bad in ((2, 4, 2, 2), (1, 3, 1, 1)):
+        with pytest.raises(ValueError):
+            bn(Tensor(np.ones(bad, np.float32)))
+    for name, value in bn.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
 
 
 def test_functional_errors():
