@@ -1,0 +1,152 @@
+"""One GAN training iteration, written to be read beside Algorithm 1 of Goodfellow et al. (2014),
+and the state a run needs to stop and resume exactly.
+
+Algorithm 1, for each training iteration (k = 1 discriminator step, as DCGAN does):
+
+    1. sample m noise vectors z ~ p(z) and m examples x from the data
+    2. update D by ascending  (1/m) sum [log D(x) + log(1 - D(G(z)))]
+    3. update G by descending (1/m) sum log(1 - D(G(z)))
+       -- in practice, ascending log D(G(z)) instead: the "non-saturating" loss, whose gradient
+          does not vanish while D still rejects every sample (section 3 of the paper)
+
+:func:`train_step` is those three lines; the losses are in :mod:`minigan.gan.losses`, written on
+the discriminator's logits. As in PyTorch's DCGAN example the same z serves both updates, so G
+runs forward once per iteration.
+"""
+import math
+from typing import NamedTuple
+
+from .. import backend
+from ..autograd import Tensor, no_grad
+from . import losses
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss came out NaN or infinite: training has diverged. Raised before any parameter is
+    updated with it, so the models and optimizers still hold the last good step."""
+
+
+class StepStats(NamedTuple):
+    """What one iteration reports: the two losses, and the mean probability D gives to the real
+    batch, D(x), and to the generated batch, D(G(z)), both before D's update."""
+    loss_d: float
+    loss_g: float
+    d_real: float
+    d_fake: float
+
+
+def sample_noise(n, nz, device="cpu", dtype=None):
+    """z ~ N(0, I), shape (n, nz), drawn from minigan's seeded CPU generator and then moved to
+    ``device``: the same seed gives the same noise on every device, and the CPU generator's state
+    (which checkpoints store) is all a resumed run needs to draw the same noise again."""
+    z = backend.rng("cpu").standard_normal((n, nz), dtype=dtype or backend.get_default_dtype())
+    return Tensor(backend.to_device(z, device))
+
+
+def _mean_probability(logits):
+    """mean(sigmoid(logits)) as a Python float, outside the graph."""
+    xp = backend.array_module(logits.data)
+    return float(xp.mean(1.0 / (1.0 + xp.exp(-logits.data.astype("float64")))))
+
+
+def _check_finite(loss, name, step=None):
+    value = loss.item()
+    if not math.isfinite(value):
+        at = "" if step is None else f" at step {step}"
+        raise NonFiniteLossError(
+            f"{name} is {value}{at}: training diverged (try a lower learning rate); "
+            "no update was made with it")
+    return value
+
+
+def train_step(G, D, opt_g, opt_d, real, z, step=None):
+    """One iteration of Algorithm 1 on a real batch (N, C, H, W) and noise z (N, nz).
+
+    D step: minimise  L_D = -mean log D(x) - mean log(1 - D(G(z)))   (G(z) detached: only D learns)
+    G step: minimise  L_G = -mean log D(G(z))                         (D frozen: only G learns)
+
+    Returns :class:`StepStats`. Raises :class:`NonFiniteLossError` (naming ``step`` when given)
+    before an update would use a NaN or infinite loss.
+    """
+    # 1. a batch of samples from the generator (the real batch was drawn by the caller)
+    fake = G(z)
+
+    # 2. discriminator step: real batch labelled 1, fake batch labelled 0. detach() cuts the graph
+    #    at the samples, so this backward reaches D's parameters only.
+    real_logits = D(real)
+    fake_logits = D(fake.detach())
+    loss_d = losses.d_loss_minimax(real_logits, fake_logits)
+    loss_d_value = _check_finite(loss_d, "discriminator loss", step)
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+
+    # 3. generator step through the updated D. D's parameters are frozen for this backward: the
+    #    step does not train D, so computing its weight gradients would be wasted work.
+    D.requires_grad_(False)
+    try:
+        loss_g = losses.g_loss_nonsaturating(D(fake))
+        loss_g_value = _check_finite(loss_g, "generator loss", step)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+    finally:
+        D.requires_grad_(True)
+
+    return StepStats(loss_d_value, loss_g_value,
+                     _mean_probability(real_logits), _mean_probability(fake_logits))
+
+
+def generate(G, z, batch_size=256):
+    """G(z) in evaluation mode (batch norm uses its running statistics) without a graph, as an
+    array; G's training mode is restored afterwards."""
+    was_training = G.training
+    G.eval()
+    try:
+        with no_grad():
+            xp = backend.array_module(z.data)
+            parts = [G(Tensor._wrap(z.data[i:i + batch_size])).data
+                     for i in range(0, z.shape[0], batch_size)]
+            return xp.concatenate(parts)
+    finally:
+        G.train(was_training)
+
+
+# --- the state of a run -------------------------------------------------------------------------
+
+def run_state(models, optimizers, step, loader=None, extra=None):
+    """Everything needed to continue a run exactly, as a tree of NumPy arrays and plain values
+    that :func:`minigan.io.save_checkpoint` stores without pickle:
+
+    models / optimizers: dicts name -> Module / Optimizer (their state_dicts), step: iterations
+    done, loader: a :class:`minigan.data.Batches` (its shuffle state and position), the state of
+    minigan's CPU generator (which draws the noise), and ``extra`` (any JSON-able tree or arrays:
+    loss history, settings)."""
+    return {
+        "models": {name: dict(m.state_dict()) for name, m in models.items()},
+        "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
+        "step": int(step),
+        "rng": backend.get_rng_state(),
+        "loader": None if loader is None else loader.get_state(),
+        "extra": extra,
+    }
+
+
+def restore_run_state(state, models, optimizers, loader=None):
+    """Load a :func:`run_state` tree into existing models, optimizers and loader, and minigan's
+    CPU generator. Returns (step, extra). Raises KeyError naming a model or optimizer that the
+    checkpoint lacks."""
+    for kind, objects in (("models", models), ("optimizers", optimizers)):
+        saved = state[kind]
+        missing = [name for name in objects if name not in saved]
+        if missing:
+            raise KeyError(f"the checkpoint has no {kind} named {missing} "
+                           f"(it holds {sorted(saved)})")
+        for name, obj in objects.items():
+            obj.load_state_dict(saved[name])
+    backend.set_rng_state(state["rng"])
+    if loader is not None:
+        if state["loader"] is None:
+            raise KeyError("the checkpoint holds no data loader state")
+        loader.set_state(state["loader"])
+    return int(state["step"]), state["extra"]
