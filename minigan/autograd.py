@@ -65,10 +65,13 @@ def _check_finite(array, what, fn):
     xp = backend.array_module(array)
     if array.dtype.kind == "f" and not bool(xp.isfinite(array).all()):
         bad = "nan" if bool(xp.isnan(array).any()) else "inf"
-        where = "".join(getattr(fn, "_stack", None) or ["    (stack not recorded)\n"])
-        raise FloatingPointError(
-            f"anomaly: {type(fn).__name__} produced {bad} in its {what}.\n"
-            f"The op was created at:\n{where}")
+        _raise_anomaly(fn, f"{bad} in its {what}")
+
+
+def _raise_anomaly(fn, what, cause=None):
+    where = "".join(getattr(fn, "_stack", None) or ["    (stack not recorded)\n"])
+    raise FloatingPointError(f"anomaly: {type(fn).__name__} produced {what}.\n"
+                             f"The op was created at:\n{where}") from cause
 
 
 # ------------------------------------------------------------------------------------------------
@@ -81,6 +84,8 @@ def _as_array(data, dtype=None, device=None):
         data = data.data
     if backend.is_cupy_array(data) or isinstance(data, np.ndarray):
         array = data
+    elif isinstance(data, np.generic):   # a NumPy scalar keeps its dtype, like an array
+        array = np.asarray(data)
     else:
         array = np.asarray(data)
         if array.dtype == np.float64 and dtype is None:
@@ -144,6 +149,11 @@ class Tensor:
 
     def __len__(self):
         return len(self.data)
+
+    def __bool__(self):
+        """The truth of a one-element tensor; more elements raise, as in NumPy (without this,
+        Python would fall back on ``len`` and call any non-empty tensor true)."""
+        return bool(self.data)
 
     def __repr__(self):
         body = np.array2string(backend.as_numpy(self.data), precision=4, separator=", ",
@@ -256,6 +266,8 @@ class Function:
         if _profile is not None:
             start = time.perf_counter()
         y = fn.forward(*[t.data for t in inputs], **params)
+        if isinstance(y, np.generic):   # NumPy reductions return scalars; .data stays an array
+            y = np.asarray(y)
         if _profile is not None:
             _record(cls.__name__, 0, time.perf_counter() - start)
         record = _grad_enabled and any(fn.needs_input_grad)
@@ -359,7 +371,15 @@ def _run(outputs, grad_outputs, retain_graph, create_graph, wanted=None):
                 continue
             if _profile is not None:
                 start = time.perf_counter()
-            gxs = fn.backward(gy)
+            try:
+                gxs = fn.backward(gy)
+            except FloatingPointError as error:
+                # anomaly mode caught an op inside this backward rule: name the rule's op and
+                # where the user created it, not the anonymous op within the rule
+                if not _anomaly:
+                    raise
+                inner = str(error).splitlines()[0].replace("anomaly: ", "").rstrip(".")
+                _raise_anomaly(fn, f"nan or inf in its backward (inside it, {inner})", error)
             if _profile is not None:
                 _record(type(fn).__name__, 2, time.perf_counter() - start)
             if not isinstance(gxs, tuple):
@@ -403,7 +423,9 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
         if not leaf.requires_grad:
             continue
         if not create_graph:
-            g = g.detach()
+            # a copy: the array may be a read-only broadcast view, the caller's gradient, or
+            # shared with another leaf's gradient, and optimizers update .grad in place
+            g = Tensor._wrap(g.data.copy())
         if leaf.grad is None:
             leaf.grad = g
         elif create_graph:

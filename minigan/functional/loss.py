@@ -6,6 +6,11 @@ from .shape import getitem
 from .. import backend
 
 
+# Below e^-100, so the clamp of the log at -100 (PyTorch's) still sets the value; above float32's
+# smallest subnormal, so it is not rounded to 0.
+_TINY = 1e-44
+
+
 def _reduce(loss, reduction):
     if reduction == "mean":
         return loss.mean()
@@ -38,8 +43,10 @@ def binary_cross_entropy(probs, target, reduction="mean"):
     probs = as_tensor(probs)
     target = as_tensor(target, like=probs)
     _same_shape("binary_cross_entropy", probs, target)
-    log_p = clip(log(probs), min=-100.0)
-    log_1mp = clip(log(1 - probs), min=-100.0)
+    # log's argument is clamped too: at p of exactly 0 or 1 the log's backward would compute
+    # 0 / 0 = nan, even where the target agrees and the gradient should be 0
+    log_p = clip(log(clip(probs, min=_TINY)), min=-100.0)
+    log_1mp = clip(log(clip(1 - probs, min=_TINY)), min=-100.0)
     return _reduce(-(target * log_p + (1 - target) * log_1mp), reduction)
 
 
