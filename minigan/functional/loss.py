@@ -1,5 +1,5 @@
 """Losses with PyTorch's names, arguments and reductions ('mean', 'sum', 'none')."""
-from ..autograd import as_tensor
+from ..autograd import Tensor, as_tensor
 from .activation import log_softmax, softplus
 from .elementwise import clip, log
 from .shape import getitem
@@ -61,7 +61,7 @@ def mse_loss(input, target, reduction="mean"):  # noqa: A002 - PyTorch's name
 def nll_loss(log_probs, target, reduction="mean"):
     """-log_probs[i, target[i]] for log-probabilities of shape (N, C) and class indices (N,)."""
     log_probs = as_tensor(log_probs)
-    t = target.data if hasattr(target, "data") else target
+    t = target.data if isinstance(target, Tensor) else target   # a CuPy array's .data: a pointer
     xp = backend.array_module(log_probs.data)
     t = xp.asarray(t)
     if log_probs.ndim != 2 or t.shape != (log_probs.shape[0],):
