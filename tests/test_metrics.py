@@ -1,5 +1,6 @@
 """minigan.metrics: the Frechet distance against analytic answers, the classifier score's bounds,
 class shares, image preparation, and the shipped classifier's held-out accuracy."""
+import json
 import os
 
 import numpy as np
@@ -302,3 +303,32 @@ def test_features_are_batch_size_independent(clf, heldout):
     small = classifier_module.MnistClassifier(clf.net, batch_size=7)
     np.testing.assert_allclose(small.features(heldout[0][:30]), clf.features(heldout[0][:30]),
                                rtol=1e-4, atol=1e-4)
+
+
+# --- examples/evaluate.py -----------------------------------------------------------------------
+
+def test_evaluate_example_scores_an_image_file(tmp_path, heldout, capsys):
+    from examples import evaluate
+    path = tmp_path / "digits.npy"
+    np.save(path, heldout[0][:200])
+    assert evaluate.main([f"--images={path}", "--json", "--no-baseline"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 200 and 9 < result["classifier_score"] <= 10
+    assert sum(result["class_shares"]) == pytest.approx(1.0)
+
+
+def test_evaluate_example_scores_a_run_checkpoint(tmp_path, capsys):
+    """A checkpoint laid out as examples/dcgan_mnist.py writes it: run_state with models G and D."""
+    from examples import evaluate
+    from minigan import io
+    from minigan.gan.models import make_dcgan
+    from minigan.gan.train import run_state
+    G, D = make_dcgan(nz=5, ngf=2, ndf=2)
+    io.save_checkpoint(tmp_path / "checkpoint.npz",
+                       run_state({"G": G, "D": D}, {}, 7, extra={"config": {"seed": 3}}))
+    assert evaluate.main([str(tmp_path), "--n", "50", "--no-baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "50 samples" in out and "iteration 7" in out and "noise seed 3" in out
+    assert "FID (LeNet features)" in out and "class shares" in out
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        evaluate.main([str(tmp_path / "nowhere")])
