@@ -49,7 +49,7 @@ def _prepare(names, arrays, ndims=None):
         if ndims is not None and a.ndim not in ndims[i]:
             want = " or ".join(f"{d}-D" for d in ndims[i])
             raise ValueError(f"{name} must be {want}, got shape {tuple(a.shape)}")
-        out.append(xp.ascontiguousarray(a))
+        out.append(xp.asarray(a, order="C"))  # ascontiguousarray would turn 0-d into (1,)
     return out
 
 
