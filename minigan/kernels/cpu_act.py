@@ -1,12 +1,14 @@
 """LeakyReLU (and ReLU, slope 0) on NumPy arrays, elementwise over the flattened array.
 
 Small arrays take a serial loop: waking numba's thread pool costs more than the work below
-about 2^16 elements, and far more when the cores are busy with other processes.
+about 2^18 elements, and far more when the cores are busy with other processes.
 """
+import types
+
 import numba
 import numpy as np
 
-PARALLEL_MIN_SIZE = 1 << 16
+PARALLEL_MIN_SIZE = 1 << 18
 
 
 def _leaky_loop(x, slope, y):
@@ -23,11 +25,20 @@ def _leaky_grad_loop(gy, x, slope, gx):
         gx[i] = g if x[i] > 0 else g * slope
 
 
-# The same loops compiled twice: prange runs serially in the non-parallel build.
-_leaky_serial = numba.njit(cache=True)(_leaky_loop)
-_leaky_parallel = numba.njit(parallel=True, cache=True)(_leaky_loop)
-_leaky_grad_serial = numba.njit(cache=True)(_leaky_grad_loop)
-_leaky_grad_parallel = numba.njit(parallel=True, cache=True)(_leaky_grad_loop)
+def _compile(loop, parallel):
+    """One loop, two builds (prange runs serially in the non-parallel one). Each build gets its
+    own name: numba's on-disk cache is keyed by the function's name, and two builds of one name
+    would load each other's machine code."""
+    name = loop.__name__ + ("_parallel" if parallel else "_serial")
+    fn = types.FunctionType(loop.__code__, loop.__globals__, name)
+    fn.__qualname__ = fn.__name__
+    return numba.njit(parallel=parallel, cache=True)(fn)
+
+
+_leaky_serial = _compile(_leaky_loop, False)
+_leaky_parallel = _compile(_leaky_loop, True)
+_leaky_grad_serial = _compile(_leaky_grad_loop, False)
+_leaky_grad_parallel = _compile(_leaky_grad_loop, True)
 
 
 def leaky_relu(x, negative_slope):
