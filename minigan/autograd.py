@@ -407,6 +407,17 @@ def _run(outputs, grad_outputs, retain_graph, create_graph, wanted=None):
     return leaves, found
 
 
+def _private_array(array, taken):
+    """``array``, or a copy of it when it is a view (a read-only broadcast, say), the caller's own
+    gradient, or already handed to another leaf: .grad arrays are updated in place (clipping,
+    accumulation), so no two may share memory. ``taken`` collects the ids handed out."""
+    if (array.base is not None or id(array) in taken
+            or not getattr(array.flags, "writeable", True)):
+        array = array.copy()
+    taken.add(id(array))
+    return array
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     """Add the gradient of ``tensors`` with respect to every leaf that requires grad into its ``.grad``.
 
@@ -419,13 +430,12 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     if retain_graph is None:
         retain_graph = create_graph
     leaves, _ = _run(outputs, grad_tensors, retain_graph, create_graph)
+    given = {id(g.data) for g in grad_tensors if isinstance(g, Tensor)}
     for leaf, g in leaves.values():
         if not leaf.requires_grad:
             continue
         if not create_graph:
-            # a copy: the array may be a read-only broadcast view, the caller's gradient, or
-            # shared with another leaf's gradient, and optimizers update .grad in place
-            g = Tensor._wrap(g.data.copy())
+            g = Tensor._wrap(_private_array(g.data, given))
         if leaf.grad is None:
             leaf.grad = g
         elif create_graph:
@@ -454,13 +464,13 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         retain_graph = create_graph
     _, found = _run(outputs, grad_outputs, retain_graph, create_graph,
                     wanted={id(x): x for x in inputs})
-    result = []
+    result, taken = [], set()
     for i, x in enumerate(inputs):
         g = found.get(id(x))
         if g is None and not allow_unused:
             raise RuntimeError(f"input {i} of grad() was not used to compute the outputs "
                                "(pass allow_unused=True to get None for it)")
         if g is not None and not create_graph:
-            g = g.detach()
+            g = Tensor._wrap(_private_array(g.data, taken))
         result.append(g)
     return tuple(result)

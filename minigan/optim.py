@@ -36,8 +36,12 @@ class Optimizer:
                 yield group, p
 
     def zero_grad(self, set_to_none=True):
+        """Drop every parameter's gradient (or zero it in place with ``set_to_none=False``)."""
         for _, p in self._params():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.data[...] = 0
 
     def step(self):
         for group, p in self._params():

@@ -45,6 +45,9 @@ class Linear(Function):
         if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
             raise ValueError(f"linear: input of shape {x.shape} does not fit a weight of shape "
                              f"{w.shape} (expected input (N, {w.shape[1] if w.ndim == 2 else '?'}))")
+        if b is not None and b.shape != (w.shape[0],):
+            raise ValueError(f"linear: bias of shape {b.shape} does not match {w.shape[0]} "
+                             "output features")
         y = x @ w.T
         if b is not None:
             y += b

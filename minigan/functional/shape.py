@@ -134,6 +134,10 @@ def sum_to(x, shape):
     shape = tuple(shape)
     if x.shape == shape:
         return x
+    lead = x.ndim - len(shape)
+    if lead < 0 or any(s not in (1, t) for s, t in zip(shape, x.shape[lead:])):
+        raise ValueError(f"sum_to: shape {x.shape} cannot be summed down to {shape} (it is not "
+                         f"a broadcast of {shape})")
     return SumTo.apply(x, shape=shape)
 
 

@@ -123,8 +123,12 @@ class Module:
         return self.train(False)
 
     def zero_grad(self, set_to_none=True):
+        """Drop every parameter's gradient (or zero it in place with ``set_to_none=False``)."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.data[...] = 0
 
     def requires_grad_(self, requires_grad=True):
         for p in self.parameters():
