@@ -8,7 +8,8 @@ that other load on the machine hits both alike):
   fwd      conv: the forward product;  bn: stats + normalise;  act: the activation
   fwd+bwd  conv: forward + grad input + grad weight (3 products);  bn/act: forward + backward
 and prints GFLOP/s for convolutions (2 * multiply-adds per product) and ratio = ours / torch
-(torch.set_num_threads(2), torch.nn.functional, same shapes; x and w both require grad).
+(torch.set_num_threads(2), torch.nn.functional, same shapes; x and w both require grad), from
+the medians and again from the minima (the minimum shows the code undisturbed by other load).
 ConvTranspose2d layers run as conv2d_grad_input forward, conv2d (its input grad) and
 conv2d_grad_weight(x=gy, gy=x) (its weight grad). It also prints the BLAS in use and NumPy's SGEMM
 GFLOP/s (the ceiling for GEMM-based convolutions), the first-call time of the numba kernels, and
@@ -36,8 +37,7 @@ import time
 
 import numpy as np
 
-from _common import (import_torch, json_line, print_blas_info, sgemm_gflops, time_interleaved_ms,
-                     time_ms)
+from _common import import_torch, json_line, print_blas_info, sgemm_gflops, time_interleaved_ms
 
 try:
     import minigan.kernels as K
@@ -205,7 +205,8 @@ def main():
 
     rng = np.random.default_rng(0)
     rows = []
-    hdr = f"{'layer':28s} {'N':>4s} {'pass':8s} {'ms':>8s} {'GFLOP/s':>8s} {'torch ms':>9s} {'ratio':>6s}"
+    hdr = (f"{'layer':26s} {'N':>4s} {'pass':8s} {'ms':>8s} {'GFLOP/s':>8s} {'torch ms':>9s} "
+           f"{'ratio':>6s} {'min ms':>8s} {'torch min':>9s} {'ratio':>6s}")
     print(hdr)
     print("-" * len(hdr))
     cases = [(s, conv_case) for s in CONV_LAYERS] + [(s, point_case) for s in POINT_LAYERS]
@@ -217,18 +218,23 @@ def main():
             tf = make_torch(torch) if torch is not None else None
             for label, ours, nprod, ti in (("fwd", fwd, 1, 0), ("fwd+bwd", fwdbwd, 3, 1)):
                 if tf is None:
-                    ms, tms = time_ms(ours, repeat=args.repeat), None
+                    (ms, mn), (tms, tmn) = time_interleaved_ms([ours], repeat=args.repeat)[0], (None, None)
                 else:
-                    ms, tms = time_interleaved_ms([ours, tf[ti]], repeat=args.repeat)
+                    (ms, mn), (tms, tmn) = time_interleaved_ms([ours, tf[ti]], repeat=args.repeat)
                 gf = flops * nprod / (ms * 1e-3) / 1e9 if flops else None
                 ratio = ms / tms if tms else None
+                ratio_min = mn / tmn if tmn else None
                 rows.append({"layer": spec[0], "batch": batch, "pass": label, "ms": round(ms, 4),
-                             "gflops": gf and round(gf, 1), "torch_ms": tms and round(tms, 4),
-                             "ratio": ratio and round(ratio, 3)})
-                print(f"{spec[0]:28s} {batch:4d} {label:8s} {ms:8.3f} "
-                      f"{'' if gf is None else f'{gf:8.0f}':>8s} "
-                      f"{'' if tms is None else f'{tms:9.3f}':>9s} "
-                      f"{'' if ratio is None else f'{ratio:6.2f}':>6s}", flush=True)
+                             "min_ms": round(mn, 4), "gflops": gf and round(gf, 1),
+                             "torch_ms": tms and round(tms, 4), "torch_min_ms": tmn and round(tmn, 4),
+                             "ratio": ratio and round(ratio, 3),
+                             "ratio_min": ratio_min and round(ratio_min, 3)})
+
+                def num(v, fmt, width):
+                    return f"{'' if v is None else format(v, fmt):>{width}s}"
+                print(f"{spec[0]:26s} {batch:4d} {label:8s} {ms:8.3f} {num(gf, '.0f', 8)} "
+                      f"{num(tms, '.3f', 9)} {num(ratio, '.2f', 6)} {mn:8.3f} {num(tmn, '.3f', 9)} "
+                      f"{num(ratio_min, '.2f', 6)}", flush=True)
     json_line({"bench": "kernels", "dtype": args.dtype, "blas": info, "sgemm_gflops": round(gemm, 1),
                "first_call_s": round(compile_s, 3), "results": rows})
 

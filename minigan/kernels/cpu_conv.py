@@ -33,6 +33,8 @@ import threading
 import numba
 import numpy as np
 
+from .cpu_threads import run_tasks
+
 # Bytes of cols per chunk of images for the forward and input-gradient products: big enough for
 # full-speed GEMMs, small enough to stay in the last-level cache. The weight gradient takes
 # chunks GW_CHUNK_FACTOR times bigger, because each extra chunk costs an (O, K) partial sum.
@@ -68,7 +70,12 @@ def clear_work_buffers():
 
 
 # --- numba kernels ------------------------------------------------------------------------------
-# Each compiles once per dtype (float32, float64) and is cached on disk. Inner loops index flat
+# Each compiles once per dtype (float32, float64) and is cached on disk.
+#
+# Each does the tasks t0 <= t < t1 of its loop, so that cpu_threads.run_tasks can share them out
+# over the cores (nogil=True lets them run side by side in Python threads).
+#
+# Inner loops index flat
 # arrays with unsigned integers (_u): numba adds a negative-index check to every signed index it
 # cannot prove non-negative, and that check alone stops LLVM from vectorising a copy loop (about
 # 6x slower here). Array slices would avoid it too but cost a reference-count update each.
@@ -85,15 +92,15 @@ def _tap_range(j, stride, pad, k, size):
     return w0, b0, max(b0, b1)
 
 
-@numba.njit(parallel=True, cache=True)
-def _nchw_to_nhwc(x, out):
-    """out[n, h, w, c] = x[n, c, h, w]; one task per image row (n, h), whose C input rows stay
-    in L1 while the output is written in order."""
+@numba.njit(cache=True, nogil=True)
+def _nchw_to_nhwc(x, out, t0, t1):
+    """out[n, h, w, c] = x[n, c, h, w], one image row (n, h) at a time: its C input rows stay in
+    L1 while the output is written in order."""
     N, C, H, W = x.shape
     P = H * W
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
-    for t in numba.prange(N * H):
+    for t in range(t0, t1):  # t = n*H + h
         n = t // H
         h = t - n * H
         for w in range(W):
@@ -103,13 +110,13 @@ def _nchw_to_nhwc(x, out):
                 of[dst + c] = xf[src + c * _u(P)]
 
 
-@numba.njit(parallel=True, cache=True)
-def _nhwc_to_nchw(src, out):
-    """out[n, c, p] = src[n, p, c] for src (N, P, C); one task per image (which fits in L2)."""
+@numba.njit(cache=True, nogil=True)
+def _nhwc_to_nchw(src, out, t0, t1):
+    """out[n, c, p] = src[n, p, c] for src (N, P, C), one image (which fits in L2) at a time."""
     N, P, C = src.shape
     sf = src.reshape(src.size)
     of = out.reshape(out.size)
-    for n in numba.prange(N):
+    for n in range(t0, t1):
         for c in range(C):
             dst = _u((n * C + c) * P)
             s = _u(n * P * C + c)
@@ -117,16 +124,16 @@ def _nhwc_to_nchw(src, out):
                 of[dst + p] = sf[s + p * _u(C)]
 
 
-@numba.njit(parallel=True, cache=True)
-def _im2col(xh, n0, nb, kh, kw, sh, sw, ph, pw, Ho, Wo, cols):
+@numba.njit(cache=True, nogil=True)
+def _im2col(xh, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, t0, t1):
     """Fill cols (nb*Ho*Wo, kh*kw*C) for images n0 .. n0+nb-1 of the channels-last xh (N, H, W, C):
     cols[((n - n0)*Ho + i)*Wo + j, (a*kw + b)*C + c] = x[n, c, i*sh-ph+a, j*sw-pw+b], zero where
-    that pixel falls in the padding. One task per output row (n, i)."""
+    that pixel falls in the padding. Task t = (n - n0)*Ho + i fills the Wo rows of output row i."""
     N, H, W, C = xh.shape
     K = kh * kw * C
     xf = xh.reshape(N * H * W * C)
     cf = cols.reshape(cols.size)
-    for t in numba.prange(nb * Ho):
+    for t in range(t0, t1):  # t = (n - n0)*Ho + i
         ln = t // Ho
         i = t - ln * Ho
         n = n0 + ln
@@ -151,24 +158,25 @@ def _im2col(xh, n0, nb, kh, kw, sh, sw, ph, pw, Ho, Wo, cols):
                     cf[d + q] = 0
 
 
-@numba.njit(parallel=True, cache=True)
-def _col2im(dcols, n0, nb, kh, kw, sh, sw, ph, pw, Ho, Wo, out):
-    """The adjoint of _im2col, written straight into NCHW: for images n0 .. n0+nb-1,
+@numba.njit(cache=True, nogil=True)
+def _col2im(dcols, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, out, t0, t1):
+    """The adjoint of _im2col, written straight into NCHW: for images n0 .. n0+nb-1 (task
+    t = (n - n0)*H + h does output row h of image n),
     out[n, c, h, w] = sum of dcols[((n - n0)*Ho + i)*Wo + j, (a*kw + b)*C + c] over all
     (i, j, a, b) with i*sh - ph + a = h and j*sw - pw + b = w.
 
-    One task per output image row (n, h), which no other task writes: the row is summed
-    channels-last in ``acc`` (each (i, j, a) adds one contiguous run, as in _im2col) and
-    transposed on the way out.
+    Gathered one output image row (n, h) at a time: the row is summed channels-last in ``acc``
+    (each (i, j, a) adds one contiguous run, as in _im2col) and transposed on the way out.
     """
     N, C, H, W = out.shape
     K = kh * kw * C
     df = dcols.reshape(dcols.size)
-    for t in numba.prange(nb * H):
+    acc = np.empty(W * C, dcols.dtype)
+    for t in range(t0, t1):  # t = (n - n0)*H + h
         ln = t // H
         h = t - ln * H
         n = n0 + ln
-        acc = np.zeros(W * C, dcols.dtype)
+        acc[:] = 0
         for a in range(kh):
             ti = h + ph - a
             if ti < 0 or ti % sh != 0 or ti // sh >= Ho:
@@ -209,7 +217,7 @@ def _channels_last(x):
     if C == 1 or H * W == 1:
         return x.reshape(N, H, W, C)
     out = _work("conv_x_nhwc", (N, H, W, C), x.dtype)
-    _nchw_to_nhwc(x, out)
+    run_tasks(_nchw_to_nhwc, N * H, x.size, x, out)
     return out
 
 
@@ -252,7 +260,7 @@ def conv2d(x, w, stride, padding):
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
         cols = _work("conv_cols", (m * P, K), x.dtype)
-        _im2col(xh, n0, m, kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
+        run_tasks(_im2col, m * Ho, cols.size, xh, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
         # (M', O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, M') = wk @ cols.T, more
         # than the channels-last -> NCHW transposition of the result costs.
         if O == 1:  # (M', 1) is already NCHW
@@ -260,7 +268,7 @@ def conv2d(x, w, stride, padding):
             continue
         yc = _work("conv_out", (m, P, O), x.dtype)
         np.matmul(cols, wk.T, out=yc.reshape(m * P, O))
-        _nhwc_to_nchw(yc, y3[n0:n0 + m])
+        run_tasks(_nhwc_to_nchw, m, yc.size, yc, y3[n0:n0 + m])
     return y
 
 
@@ -287,7 +295,7 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding):
         m = min(nb, N - n0)
         dcols = _work("conv_cols", (m * P, K), gy.dtype)
         np.matmul(_to_cnhw(gy3, n0, m).T, wk, out=dcols)
-        _col2im(dcols, n0, m, kh, kw, sh, sw, ph, pw, Ho, Wo, gx)
+        run_tasks(_col2im, m * H, dcols.size, dcols, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, gx)
     return gx
 
 
@@ -310,7 +318,7 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding):
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
         cols = _work("conv_cols", (m * P, K), x.dtype)
-        _im2col(xh, n0, m, kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
+        run_tasks(_im2col, m * Ho, cols.size, xh, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
         # np.matmul cannot accumulate into its output (no BLAS beta), so chunks after the first
         # go to a partial sum that is then added.
         dst = gwk if n0 == 0 else _work("conv_gw_part", (O, K), x.dtype)

@@ -1,20 +1,23 @@
 """Batch normalisation on NumPy arrays: per-channel statistics, forward, training-mode backward.
 
 x is (N, C) or (N, C, H, W); the kernels see it as (N, C, S) with S = H*W (S = 1 for 2-D), so a
-channel is N runs of S contiguous numbers, and every channel is one parallel task. Sums are
-accumulated in float64 whatever the array dtype, so float32 statistics are as good as float64 ones
-to float32 precision; results come back in the array dtype.
+channel is N runs of S contiguous numbers. Reductions take one channel per task, spread over the
+cores by cpu_threads.run_tasks. Sums are accumulated in float64 whatever the array dtype, so
+float32 statistics are as good as float64 ones to float32 precision; results come back in the
+array dtype.
 """
 import numba
 import numpy as np
+
+from .cpu_threads import run_tasks
 
 # Let LLVM reorder (vectorise) the float64 sums and fuse multiply-adds, but keep IEEE NaN/inf
 # semantics (no 'nnan'/'ninf'), so a NaN in the batch still comes out as NaN.
 _FAST = {"reassoc", "contract"}
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
-def _stats(x, mean, var):
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _stats(x, mean, var, t0, t1):
     """mean[c] = sum x[:, c, :] / M and var[c] = sum (x[:, c, :] - mean[c])**2 / M, M = N*S.
 
     Two passes over the channel (the second hits the cache) rather than sum of squares minus
@@ -22,7 +25,7 @@ def _stats(x, mean, var):
     """
     N, C, S = x.shape
     M = N * S
-    for c in numba.prange(C):
+    for c in range(t0, t1):
         s = 0.0
         for n in range(N):
             for p in range(S):
@@ -37,11 +40,11 @@ def _stats(x, mean, var):
         var[c] = q / M
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
-def _forward(x, mean, scale, bias, y):
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _forward(x, mean, scale, bias, y, t0, t1):
     """y[n, c, :] = (x[n, c, :] - mean[c]) * scale[c] + bias[c]; one task per (n, c) run."""
     N, C, S = x.shape
-    for t in numba.prange(N * C):
+    for t in range(t0, t1):  # t = n*C + c
         n = t // C
         c = t - n * C
         mu = mean[c]
@@ -51,15 +54,15 @@ def _forward(x, mean, scale, bias, y):
             y[n, c, p] = (x[n, c, p] - mu) * a + b
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
-def _backward(gy, x, mean, invstd, weight, gx, gweight, gbias):
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _backward(gy, x, mean, invstd, weight, gx, gweight, gbias, t0, t1):
     """Training-mode batchnorm backward, one channel per task (sums, then gx from them while the
     channel is still in cache). With xhat = (x - mean)*invstd and M = N*S:
     gbias = sum gy, gweight = sum gy*xhat, gx = weight*invstd * (gy - gbias/M - xhat*gweight/M).
     """
     N, C, S = x.shape
     M = N * S
-    for c in numba.prange(C):
+    for c in range(t0, t1):
         mu = mean[c]
         r = invstd[c]
         sg = 0.0
@@ -90,7 +93,7 @@ def batchnorm_stats(x):
     C = x.shape[1]
     mean = np.empty(C, np.float64)
     var = np.empty(C, np.float64)
-    _stats(_as_ncs(x), mean, var)
+    run_tasks(_stats, C, x.size, _as_ncs(x), mean, var)
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
@@ -101,7 +104,8 @@ def batchnorm_forward(x, mean, invstd, weight, bias):
     if bias is None:
         bias = np.zeros(C, x.dtype)
     y = np.empty_like(x)
-    _forward(_as_ncs(x), mean, scale.astype(x.dtype), bias, _as_ncs(y))
+    run_tasks(_forward, x.shape[0] * C, x.size, _as_ncs(x), mean, scale.astype(x.dtype), bias,
+              _as_ncs(y))
     return y
 
 
@@ -113,5 +117,6 @@ def batchnorm_backward(gy, x, mean, invstd, weight):
     gx = np.empty_like(x)
     gweight = np.empty(C, np.float64)
     gbias = np.empty(C, np.float64)
-    _backward(_as_ncs(gy), _as_ncs(x), mean, invstd, weight, _as_ncs(gx), gweight, gbias)
+    run_tasks(_backward, C, x.size, _as_ncs(gy), _as_ncs(x), mean, invstd, weight, _as_ncs(gx),
+              gweight, gbias)
     return gx, gweight.astype(x.dtype), gbias.astype(x.dtype)

@@ -1,0 +1,66 @@
+"""Run a numba kernel over a range of independent tasks on all cores, with plain Python threads.
+
+Why not numba's ``parallel=True``: its default OpenMP layer keeps idle workers spinning for a
+while after each parallel loop. Our kernels run between multi-threaded BLAS calls, so those
+spinning workers take cores from the next GEMM, and on a machine whose cores other processes also
+use, a parallel loop waits for a scheduler time slice (~16-20 ms measured for a 0.5 ms loop).
+Threads from a ``ThreadPoolExecutor`` sleep on a lock between calls instead, and numba kernels
+compiled with ``nogil=True`` run truly in parallel in them.
+
+A kernel used here takes ``(..., t0, t1)`` as its last two arguments and does tasks t0 <= t < t1;
+tasks must write disjoint outputs.
+"""
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+# Below this many array elements touched, a call runs on the calling thread only: handing work
+# to another thread costs tens of microseconds.
+MIN_PARALLEL_ELEMENTS = 1 << 16
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def num_threads():
+    """Cores this process may use (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _get_pool(workers):
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < workers:
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minigan-cpu")
+        return _pool
+
+
+def _forget_pool_after_fork():
+    # A forked child has none of the parent's threads; make it start its own pool.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def run_tasks(kernel, ntasks, elements, *args):
+    """kernel(*args, t0, t1) over tasks [0, ntasks), split in equal contiguous parts over the
+    cores when the call touches at least MIN_PARALLEL_ELEMENTS array elements."""
+    parts = min(num_threads(), ntasks)
+    if parts <= 1 or elements < MIN_PARALLEL_ELEMENTS:
+        kernel(*args, 0, ntasks)
+        return
+    bounds = [ntasks * p // parts for p in range(parts + 1)]
+    pool = _get_pool(parts - 1)
+    futures = [pool.submit(kernel, *args, bounds[p], bounds[p + 1]) for p in range(1, parts)]
+    try:
+        kernel(*args, bounds[0], bounds[1])
+    finally:
+        for f in futures:
+            f.result()
