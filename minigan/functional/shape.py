@@ -212,10 +212,7 @@ class ScatterAdd(Function):
         xp = backend.array_module(gy)
         self.index = index
         gx = xp.zeros(shape, dtype=gy.dtype)
-        if xp is np:
-            np.add.at(gx, index, gy)
-        else:
-            xp.add.at(gx, index, gy)
+        xp.add.at(gx, index, gy)   # unbuffered: repeated indices add up (CuPy has add.at since v12)
         return gx
 
     def backward(self, ggx):
