@@ -29,3 +29,22 @@ def seeded():
     dtype = minigan.get_default_dtype()
     yield
     minigan.set_default_dtype(dtype)
+
+
+# --- devices ------------------------------------------------------------------------------------
+NO_GPU_REASON = "no CUDA device (CuPy missing or no GPU)"
+
+# "cpu" always; "cuda" marked ``gpu`` and skipped, naming why, where CuPy or a GPU is missing, so
+# a CPU-only CI run stays green and ``-m gpu`` selects exactly the tests that need a device.
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.gpu,
+                                pytest.mark.skipif(not minigan.backend.cupy_available(),
+                                                   reason=NO_GPU_REASON)]),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Each device a test should run on: 'cpu', then 'cuda' (see ``DEVICES``)."""
+    return request.param
