@@ -85,9 +85,11 @@ def minigan_setup(batch, device, seed=0):
     real = mg.Tensor(backend.to_device(rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32),
                                        device))
 
-    def step():
-        z = sample_noise(batch, NZ, device)
-        return train_step(G, D, opt_g, opt_d, real, z)
+    def step(z=None):
+        """One iteration; z (batch, NZ) NumPy noise, or None to draw it."""
+        z = sample_noise(batch, NZ, device) if z is None else mg.Tensor(backend.to_device(z, device))
+        stats = train_step(G, D, opt_g, opt_d, real, z)
+        return stats.loss_d, stats.loss_g
     return step, (G, D, real)
 
 
@@ -114,8 +116,10 @@ def torch_setup(torch, batch, device, G_mg, D_mg, real_mg):
     zeros = torch.zeros(batch, device=device)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
 
-    def step():
-        z = torch.randn(batch, NZ, 1, 1, device=device)
+    def step(z=None):
+        """One iteration; z (batch, NZ) NumPy noise, or None to draw it."""
+        z = (torch.randn(batch, NZ, 1, 1, device=device) if z is None
+             else torch.from_numpy(z).reshape(batch, NZ, 1, 1).to(device))
         fake = G(z)
         loss_d = bce(D(real).view(-1), ones) + bce(D(fake.detach()).view(-1), zeros)
         opt_d.zero_grad()
@@ -138,8 +142,8 @@ def synchronised(step, device):
         return step
     cp = backend.require_cupy()
 
-    def run():
-        out = step()
+    def run(z=None):
+        out = step(z)
         cp.cuda.Device().synchronize()
         return out
     return run
@@ -161,7 +165,9 @@ def profile_report(step, iterations=5):
     text = _io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(18)
     print(f"\ncProfile over {iterations} iterations, by own time:")
-    print("\n".join(text.getvalue().splitlines()[6:]))
+    lines = text.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+    print("\n".join(lines[start:]))
 
 
 def main(argv=None):
@@ -197,6 +203,11 @@ def main(argv=None):
         fns = [synchronised(step, args.device)]
         if torch is not None:
             fns.append(torch_setup(torch, batch, args.device, G, D, real))
+            # the same first iteration on both sides: same weights, data and noise
+            z = np.random.default_rng(1).standard_normal((batch, NZ)).astype(np.float32)
+            ours, theirs = fns[0](z), fns[1](z)
+            print(f"batch {batch}, first iteration losses (D, G): minigan "
+                  f"({ours[0]:.6f}, {ours[1]:.6f}), torch ({theirs[0]:.6f}, {theirs[1]:.6f})")
         times = time_interleaved_ms(fns, warmup=args.warmup, repeat=args.repeat)
         flops = iteration_flops(batch)
         row = {"batch": batch, "gflop": flops / 1e9, "minigan_ms": times[0],

@@ -80,7 +80,10 @@ def slerp(z1, z2, t):
     return (np.sin((1 - t) * omega) * z1 + np.sin(t * omega) * z2) / np.sin(omega)
 
 
-def interpolation_noise(nz, seed, rows=8, cols=10):
+INTERPOLATION_STEPS = 10   # images per row of interpolation.png
+
+
+def interpolation_noise(nz, seed, rows=8, cols=INTERPOLATION_STEPS):
     """(rows * cols, nz): row r walks in ``cols`` steps from one noise vector z1_r to another z2_r."""
     rng = np.random.default_rng([seed, 2])
     ends = rng.standard_normal((rows, 2, nz))
@@ -88,10 +91,9 @@ def interpolation_noise(nz, seed, rows=8, cols=10):
     return np.stack([slerp(z1, z2, t) for z1, z2 in ends for t in ts]).astype(np.float32)
 
 
-def save_samples(G, z, path, device):
+def save_samples(G, z, path, device, nrow=8):
     images = generate(G, mg.Tensor(backend.to_device(z, device)))
-    cols = 10 if len(z) % 10 == 0 and len(z) % 8 != 0 else 8
-    return io.save_image_grid(backend.as_numpy(images), path, nrow=cols, scale=2)
+    return io.save_image_grid(backend.as_numpy(images), path, nrow=nrow, scale=2)
 
 
 def final_metrics(G, args, device, n=2000):
@@ -183,7 +185,8 @@ def main(argv=None):
     train_seconds = time.perf_counter() - started
 
     save_samples(G, z_grid, run.samples("final"), device)
-    save_samples(G, interpolation_noise(args.nz, args.seed), run.interpolation, device)
+    save_samples(G, interpolation_noise(args.nz, args.seed), run.interpolation, device,
+                 nrow=INTERPOLATION_STEPS)
     if history["loss_d"]:
         io.plot_curves({"D loss": history["loss_d"], "G loss": history["loss_g"]}, run.losses,
                        title="DCGAN on MNIST", xlabel="iteration", ylabel="loss")
@@ -191,8 +194,7 @@ def main(argv=None):
     if not args.no_metrics:
         record.update(final_metrics(G, args, device))
     io.append_jsonl(run.metrics, record)
-    print("final: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                for k, v in record.items() if k != "final"))
+    print(f"trained to iteration {step}; this session {train_seconds:.1f} s of training")
     print(f"wrote {run.samples('final')}, {run.losses}, {run.interpolation}, {run.metrics}, "
           f"{run.checkpoint}")
     return 0
