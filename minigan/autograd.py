@@ -187,19 +187,20 @@ class Tensor:
         return self.numpy().tolist()
 
     def to(self, device=None, dtype=None):
-        """A copy on another device and/or with another dtype; differentiable for dtype changes
-        within float types is not needed here, so the result is a detached leaf unless nothing
-        changes (then ``self`` comes back, as in PyTorch)."""
-        data = self.data
-        if dtype is not None and data.dtype != np.dtype(dtype):
-            data = data.astype(dtype)
-        if device is not None and backend.device_of(data) != backend.normalize_device(device):
-            data = backend.to_device(data, device)
-        if data is self.data:
+        """This tensor on another device and/or with another dtype (``self`` when nothing changes).
+
+        A tensor made by an op is moved differentiably: its gradient flows back to the original
+        device and dtype. A leaf that requires grad gives a new leaf that requires grad (the usual
+        ``tensor(..., requires_grad=True).to("cuda")`` then trains the moved copy)."""
+        same_dtype = dtype is None or self.data.dtype == np.dtype(dtype)
+        same_device = device is None or self.device == backend.normalize_device(device)
+        if same_dtype and same_device:
             return self
-        out = Tensor._wrap(data)
-        if self.requires_grad and self.creator is None:
-            out.requires_grad_(data.dtype.kind == "f")
+        if self.creator is not None:
+            return _Convert.apply(self, device=device, dtype=dtype)
+        out = Tensor._wrap(_convert(self.data, device, dtype))
+        if self.requires_grad:
+            out.requires_grad_(out.data.dtype.kind == "f")
         return out
 
     def cpu(self):
@@ -291,6 +292,26 @@ class Function:
 
     def backward(self, grad_output):
         raise NotImplementedError(f"{type(self).__name__} has no backward rule")
+
+
+def _convert(array, device, dtype):
+    if dtype is not None and array.dtype != np.dtype(dtype):
+        array = array.astype(dtype)
+    if device is not None and backend.device_of(array) != backend.normalize_device(device):
+        array = backend.to_device(array, device)
+    return array
+
+
+class _Convert(Function):
+    """Tensor.to inside a graph: the gradient goes back to the input's device and dtype."""
+
+    def forward(self, x, device, dtype):
+        self.source = (backend.device_of(x), x.dtype)
+        return _convert(x, device, dtype)
+
+    def backward(self, gy):
+        device, dtype = self.source
+        return _Convert.apply(gy, device=device, dtype=dtype)
 
 
 def _record(name, slot, seconds):

@@ -318,3 +318,18 @@ def test_moving_to_cuda_without_cupy_is_a_clear_error():
         mg.tensor([1.0], device="cuda")
     with pytest.raises(ValueError, match="'tpu'"):
         x.to("tpu")
+
+
+def test_to_inside_a_graph_passes_the_gradient_back_in_the_source_dtype():
+    x = mg.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True, dtype=np.float64)
+    y = (x * x).to(dtype=np.float32)
+    assert y.dtype == np.float32 and y.creator is not None
+    (y * 3).sum().backward()
+    assert x.grad.dtype == np.float64
+    np.testing.assert_allclose(x.grad.numpy(), 6 * x.numpy())
+
+
+def test_to_on_a_leaf_gives_a_new_leaf_that_requires_grad():
+    x = mg.tensor(np.ones(2), requires_grad=True, dtype=np.float64)
+    y = x.to(dtype=np.float32)
+    assert y.is_leaf and y.requires_grad and y.dtype == np.float32
