@@ -8,11 +8,11 @@ LeakyReLU against np.where. float32 results must match float64 ones to float32 a
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minigan.kernels as K
-from minigan.kernels import cpu_conv
+from minigan.kernels import cpu_conv, cpu_threads
 
 
 # --- references -----------------------------------------------------------------------------------
@@ -157,6 +157,43 @@ def test_conv_chunking_gives_the_same_result(monkeypatch):
                K.conv2d_grad_weight(x, g, (3, 4), *args))
     for a, b in zip(whole, chunked):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+@pytest.fixture
+def split_every_call(monkeypatch):
+    """Make every kernel call share its tasks over the threads, however small the arrays."""
+    monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_threads, "num_threads", lambda: 3)
+
+
+# The fixture's monkeypatch is the same for every example, so sharing it across them is fine.
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=conv_cases())
+def test_conv_split_over_threads_matches_reference(split_every_call, case):
+    x, w, g = conv_arrays(case)
+    stride, padding = case[5], case[6]
+    np.testing.assert_allclose(K.conv2d(x, w, stride, padding), ref_conv2d(x, w, stride, padding),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(K.conv2d_grad_input(g, w, x.shape[2:], stride, padding),
+                               ref_conv2d_grad_input(g, w, x.shape[2:], stride, padding),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(K.conv2d_grad_weight(x, g, w.shape[2:], stride, padding),
+                               ref_conv2d_grad_weight(x, g, w.shape[2:], stride, padding),
+                               rtol=1e-12, atol=1e-11)
+
+
+def test_run_tasks_covers_every_task_once(split_every_call):
+    seen = []
+    lock = __import__("threading").Lock()
+
+    def kernel(out, t0, t1):
+        with lock:
+            seen.extend(range(t0, t1))
+    for n in (1, 2, 7, 100):
+        seen.clear()
+        cpu_threads.run_tasks(kernel, n, 10 ** 6, None)
+        assert sorted(seen) == list(range(n))
 
 
 def test_results_do_not_alias_work_buffers():
@@ -315,6 +352,25 @@ def test_leaky_relu(shape, slope, dtype, seed):
     assert y.dtype == gx.dtype == dtype and y.shape == x.shape
     np.testing.assert_allclose(y, np.where(x > 0, x, dtype(slope) * x), rtol=0, atol=0)
     np.testing.assert_allclose(gx, np.where(x > 0, gy, dtype(slope) * gy), rtol=0, atol=0)
+
+
+def test_pointwise_kernels_split_over_threads(split_every_call):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((5, 4, 6, 7))
+    gy = rng.standard_normal(x.shape)
+    mean, var = K.batchnorm_stats(x)
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(var, x.var(axis=(0, 2, 3)), rtol=1e-10)
+    invstd = 1.0 / np.sqrt(var + 1e-5)
+    y = K.batchnorm_forward(x, mean, invstd)
+    np.testing.assert_allclose(y, ref_batchnorm_train(x, np.ones(4), np.zeros(4), 1e-5), rtol=1e-10,
+                               atol=1e-10)
+    gx, gweight, gbias = K.batchnorm_backward(gy, x, mean, invstd)
+    np.testing.assert_allclose(gbias, gy.sum(axis=(0, 2, 3)), rtol=1e-10, atol=1e-12)
+    big = rng.standard_normal(40000)  # several 2^14-element blocks
+    np.testing.assert_array_equal(K.leaky_relu(big, 0.2), np.where(big > 0, big, 0.2 * big))
+    np.testing.assert_array_equal(K.leaky_relu_grad(big[::-1], big, 0.2),
+                                  np.where(big > 0, big[::-1], 0.2 * big[::-1]))
 
 
 def test_leaky_relu_grad_checks_shapes():
