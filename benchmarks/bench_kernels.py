@@ -32,17 +32,20 @@ Measured numbers: see the report printed by this script.
 """
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 from _common import import_torch, json_line, print_blas_info, sgemm_gflops, time_interleaved_ms
 
+_REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 try:
     import minigan.kernels as K
 except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+    sys.path.insert(0, _REPO)
     import minigan.kernels as K
 
 # (name, transposed, in_channels, out_channels, kernel, stride, padding, input size)
@@ -185,6 +188,19 @@ def first_call_seconds(dtype):
     return time.perf_counter() - t0
 
 
+def cold_compile_seconds(dtype_name):
+    """first_call_seconds in a fresh interpreter whose numba cache is an empty temporary folder:
+    the real compile time a user pays once (the variable is set for the child process only)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        code = ("import sys, numpy as np; sys.path[:0] = [%r, %r]; import bench_kernels as b; "
+                "print(b.first_call_seconds(np.dtype(%r).type))"
+                % (os.path.dirname(os.path.abspath(__file__)), _REPO, dtype_name))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
@@ -192,12 +208,21 @@ def main():
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--only", default="", help="run only layers whose name contains this text")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--cold-compile", action="store_true",
+                    help="also time compiling every kernel from scratch, in a child process")
     args = ap.parse_args()
     dtype = np.dtype(args.dtype).type
 
     info = print_blas_info()
+    print("load average (1, 5, 15 min): %.1f %.1f %.1f  (other processes skew timings)"
+          % os.getloadavg())
     compile_s = first_call_seconds(dtype)
-    print(f"first call of all kernels ({args.dtype}): {compile_s:.2f} s")
+    print(f"first call of all kernels ({args.dtype}): {compile_s:.2f} s "
+          "(compilation, or loading numba's on-disk cache)")
+    cold_s = None
+    if args.cold_compile:
+        cold_s = cold_compile_seconds(args.dtype)
+        print(f"compiling all kernels from scratch ({args.dtype}): {cold_s:.2f} s")
     gemm = sgemm_gflops(1024, dtype)
     print(f"NumPy {args.dtype} GEMM 1024^3: {gemm:.0f} GFLOP/s")
     torch = None if args.no_torch else import_torch(2)
@@ -236,7 +261,8 @@ def main():
                       f"{num(tms, '.3f', 9)} {num(ratio, '.2f', 6)} {mn:8.3f} {num(tmn, '.3f', 9)} "
                       f"{num(ratio_min, '.2f', 6)}", flush=True)
     json_line({"bench": "kernels", "dtype": args.dtype, "blas": info, "sgemm_gflops": round(gemm, 1),
-               "first_call_s": round(compile_s, 3), "results": rows})
+               "first_call_s": round(compile_s, 3), "cold_compile_s": cold_s and round(cold_s, 3),
+               "load_avg": os.getloadavg(), "results": rows})
 
 
 if __name__ == "__main__":

@@ -212,7 +212,8 @@ def _chunk_images(N, per_image_elems, itemsize, budget):
 
 def _channels_last(x):
     """x (N, C, H, W) as (N, H, W, C): a view when C == 1 or H*W == 1 (same memory order), else
-    a transposed copy in a work buffer."""
+    a transposed copy in a work buffer. Called per chunk of images, so the copy is still in cache
+    when _im2col reads it, whatever the batch size."""
     N, C, H, W = x.shape
     if C == 1 or H * W == 1:
         return x.reshape(N, H, W, C)
@@ -253,14 +254,14 @@ def conv2d(x, w, stride, padding):
     if _is_dense(H, W, kh, kw, padding):
         np.matmul(x.reshape(N, K), w.reshape(O, K).T, out=y.reshape(N, O))
         return y
-    xh = _channels_last(x)
     wk = _weight_taps_last(w)
     y3 = y.reshape(N, O, P)
     nb = _chunk_images(N, K * P, x.itemsize, CHUNK_BYTES)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
         cols = _work("conv_cols", (m * P, K), x.dtype)
-        run_tasks(_im2col, m * Ho, cols.size, xh, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
+        run_tasks(_im2col, m * Ho, cols.size, _channels_last(x[n0:n0 + m]), 0, kh, kw, sh, sw,
+                  ph, pw, Ho, Wo, cols)
         # (M', O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, M') = wk @ cols.T, more
         # than the channels-last -> NCHW transposition of the result costs.
         if O == 1:  # (M', 1) is already NCHW
@@ -312,13 +313,13 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding):
         np.matmul(gy.reshape(N, O).T, x.reshape(N, K), out=gw.reshape(O, K))
         return gw
     gwk = np.zeros((O, K), x.dtype)  # stays zero when N == 0
-    xh = _channels_last(x)
     gy3 = gy.reshape(N, O, P)
     nb = _chunk_images(N, K * P, x.itemsize, CHUNK_BYTES * GW_CHUNK_FACTOR)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
         cols = _work("conv_cols", (m * P, K), x.dtype)
-        run_tasks(_im2col, m * Ho, cols.size, xh, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, cols)
+        run_tasks(_im2col, m * Ho, cols.size, _channels_last(x[n0:n0 + m]), 0, kh, kw, sh, sw,
+                  ph, pw, Ho, Wo, cols)
         # np.matmul cannot accumulate into its output (no BLAS beta), so chunks after the first
         # go to a partial sum that is then added.
         dst = gwk if n0 == 0 else _work("conv_gw_part", (O, K), x.dtype)
