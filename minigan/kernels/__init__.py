@@ -33,8 +33,13 @@ def _impl(*arrays):
 
 
 def _prepare(names, arrays, ndims=None):
-    """Check that the arrays share one float dtype (and their ndims), return them C-contiguous."""
+    """Check that the arrays share one device and one float dtype (and their ndims), return them
+    C-contiguous."""
     xp = backend.array_module(*arrays)
+    devices = {backend.device_of(a) for a in arrays}
+    if len(devices) > 1:
+        where = ", ".join(f"{n} on {backend.device_of(a)}" for n, a in zip(names, arrays))
+        raise ValueError(f"arrays are on different devices: {where}")
     first = None
     out = []
     for i, (name, a) in enumerate(zip(names, arrays)):

@@ -70,15 +70,14 @@ def clear_work_buffers():
 
 
 # --- numba kernels ------------------------------------------------------------------------------
-# Each compiles once per dtype (float32, float64) and is cached on disk.
+# Each compiles once per dtype (float32, float64) and is cached on disk. Each does the tasks
+# t0 <= t < t1 of its loop, so that cpu_threads.run_tasks can share them out over the cores
+# (nogil=True lets them run side by side in Python threads).
 #
-# Each does the tasks t0 <= t < t1 of its loop, so that cpu_threads.run_tasks can share them out
-# over the cores (nogil=True lets them run side by side in Python threads).
-#
-# Inner loops index flat
-# arrays with unsigned integers (_u): numba adds a negative-index check to every signed index it
-# cannot prove non-negative, and that check alone stops LLVM from vectorising a copy loop (about
-# 6x slower here). Array slices would avoid it too but cost a reference-count update each.
+# Inner loops index flat arrays with unsigned integers (_u): numba adds a negative-index check to
+# every signed index it cannot prove non-negative, and that check alone stops LLVM from
+# vectorising a copy loop (about 6x slower here). Array slices would avoid it too but cost a
+# reference-count update each.
 _u = numba.uintp
 
 
