@@ -102,19 +102,28 @@ def time_ms(fn, warmup=2, repeat=9):
     return statistics.median(times) * 1e3
 
 
-def time_interleaved_ms(fns, warmup=2, repeat=9):
-    """(median ms, min ms) of each function, timed in turn within every repeat, so that load from
-    other processes on the machine hits all of them alike (their ratio is then the trustworthy
-    number). The minimum is what the code does when nothing else interferes."""
+def time_interleaved_ms(fns, warmup=2, repeat=9, block=3, gap_s=0.01):
+    """(median ms, min ms) of each function. Every repeat runs each function in turn, so that
+    load from other processes on the machine hits all of them alike (their ratio is then the
+    trustworthy number); the minimum is what the code does when nothing else interferes.
+
+    Each turn is a block of ``block`` back-to-back calls of which the first is not timed, after a
+    pause of ``gap_s``: OpenMP runtimes (PyTorch's) keep idle threads spinning for milliseconds
+    after a parallel region, which would otherwise steal the cores from whichever function runs
+    next, while within a block a function meets its own caches and threads, as in a training loop.
+    """
     for fn in fns:
         for _ in range(warmup):
             fn()
     times = [[] for _ in fns]
     for _ in range(repeat):
         for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
+            time.sleep(gap_s)
             fn()
-            ts.append(time.perf_counter() - t0)
+            for _ in range(block - 1):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
     return [(statistics.median(ts) * 1e3, min(ts) * 1e3) for ts in times]
 
 
