@@ -196,6 +196,17 @@ def test_run_tasks_covers_every_task_once(split_every_call):
         assert sorted(seen) == list(range(n))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_batch(dtype):
+    x = np.zeros((0, 3, 6, 6), dtype)
+    w = np.ones((2, 3, 3, 3), dtype)
+    y = K.conv2d(x, w, (2, 2), (1, 1))
+    assert y.shape == (0, 2, 3, 3) and y.dtype == dtype
+    assert K.conv2d_grad_input(y, w, (6, 6), (2, 2), (1, 1)).shape == (0, 3, 6, 6)
+    gw = K.conv2d_grad_weight(x, y, (3, 3), (2, 2), (1, 1))
+    assert gw.shape == w.shape and not gw.any()
+
+
 def test_results_do_not_alias_work_buffers():
     """Outputs stay valid after later calls reuse the internal scratch buffers."""
     rng = np.random.default_rng(5)
