@@ -49,8 +49,9 @@ def estimate_w1(m1, m2, s, lam=10.0, steps=400, batch=256, seed=0):
 
 
 # The penalty is soft: the critic trades some of it for a larger difference of means. For a
-# linear critic f = a x the objective a d - lam (a - 1)^2 (d = m1 - m2) peaks at a = 1 + d / (2 lam),
-# an overshoot of d / (2 lam) (5% for d = 1, lam = 10); the cases keep it within the tolerance.
+# linear critic f = a x the objective a d - lam (a - 1)^2 (d = m1 - m2) peaks at
+# a = 1 + d / (2 lam), an overshoot of d / (2 lam) (5% for d = 1, lam = 10); the cases keep it
+# within the tolerance.
 @pytest.mark.parametrize("m1, m2, s, lam", [(0.0, 1.0, 1.0, 10.0), (1.0, 0.25, 0.5, 10.0),
                                             (-1.0, 1.0, 1.0, 40.0)])
 def test_gp_critic_estimate_approaches_the_wasserstein_distance(m1, m2, s, lam):
@@ -66,7 +67,7 @@ def test_the_soft_penalty_lets_the_estimate_overshoot_as_predicted():
     assert estimate_w1(0.0, d, 1.0, lam) == pytest.approx(d + d * d / (2 * lam), rel=0.05)
 
 
-# --- the penalty in closed form ---------------------------------------------------------------------
+# --- the penalty in closed form -------------------------------------------------------------------
 
 class LinearCritic(nn.Module):
     """f(x) = <w, x> per sample, for inputs of any shape (N, ...) with w of shape (...)."""
@@ -121,7 +122,7 @@ def test_penalty_uses_the_norm_over_all_non_batch_axes():
     assert losses.gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-15)
 
 
-# --- second-order gradients through critics --------------------------------------------------------
+# --- second-order gradients through critics -------------------------------------------------------
 
 def mlp_critic(x, w1, b1, w2, b2):
     return F.linear(F.leaky_relu(F.linear(x, w1, b1), 0.2), w2, b2)
