@@ -8,7 +8,8 @@ detached fake batch, D backward, Adam step on D, D forward on the fake batch (D 
 backward, Adam step on G. PyTorch runs the same architecture, initial weights, losses and Adam
 settings in the same process, with the same freezing of D during the G step, and the two are
 timed in turn within every repeat (time_interleaved_ms), so that other load on the machine hits
-both alike: their ratio is the number to trust. PyTorch CPU uses torch.set_num_threads(2).
+both alike: their ratio is the number to trust (the minimum is what each does when nothing
+else interferes). PyTorch CPU uses torch.set_num_threads(2).
 
 Printed: the BLAS in use, a table per batch size (ms per iteration, images/s, GFLOP/s, ratio =
 minigan / torch), and a last line of JSON. FLOPs are 2 * multiply-adds of the convolutions
@@ -196,8 +197,6 @@ def main(argv=None):
         print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
 
     rows = []
-    header = (f"{'batch':>6}{'minigan ms':>12}{'img/s':>9}{'GFLOP/s':>9}"
-              f"{'torch ms':>10}{'img/s':>9}{'GFLOP/s':>9}{'ratio':>8}")
     for batch in args.batch:
         step, (G, D, real) = minigan_setup(batch, args.device)
         fns = [synchronised(step, args.device)]
@@ -208,27 +207,31 @@ def main(argv=None):
             ours, theirs = fns[0](z), fns[1](z)
             print(f"batch {batch}, first iteration losses (D, G): minigan "
                   f"({ours[0]:.6f}, {ours[1]:.6f}), torch ({theirs[0]:.6f}, {theirs[1]:.6f})")
-        times = time_interleaved_ms(fns, warmup=args.warmup, repeat=args.repeat)
+        timed = time_interleaved_ms(fns, warmup=args.warmup, repeat=args.repeat)
         flops = iteration_flops(batch)
-        row = {"batch": batch, "gflop": flops / 1e9, "minigan_ms": times[0],
-               "minigan_images_per_s": batch / times[0] * 1e3,
-               "minigan_gflops": flops / times[0] / 1e6}
+        (ms, ms_min) = timed[0]
+        row = {"batch": batch, "gflop": flops / 1e9, "minigan_ms": ms, "minigan_min_ms": ms_min,
+               "minigan_images_per_s": batch / ms * 1e3, "minigan_gflops": flops / ms / 1e6}
         if torch is not None:
-            row.update({"torch_ms": times[1], "torch_images_per_s": batch / times[1] * 1e3,
-                        "torch_gflops": flops / times[1] / 1e6, "ratio": times[0] / times[1]})
+            (tms, tms_min) = timed[1]
+            row.update({"torch_ms": tms, "torch_min_ms": tms_min,
+                        "torch_images_per_s": batch / tms * 1e3, "torch_gflops": flops / tms / 1e6,
+                        "ratio": ms / tms, "ratio_min": ms_min / tms_min})
         rows.append(row)
         if args.profile and batch == args.batch[0]:
             profile_report(fns[0])
 
-    print(f"\nOne DCGAN iteration on {args.device} (median of {args.repeat}, "
-          f"{iteration_flops(64) / 1e9:.1f} GFLOP at batch 64):")
-    print(header)
+    print(f"\nOne DCGAN iteration on {args.device}: median (and min) ms of {args.repeat} "
+          f"timed blocks; {iteration_flops(64) / 1e9:.1f} GFLOP at batch 64; ratio = minigan / torch")
+    print(f"{'batch':>6}{'minigan ms':>17}{'img/s':>7}{'GFLOP/s':>9}"
+          f"{'torch ms':>17}{'img/s':>7}{'GFLOP/s':>9}{'ratio':>13}")
     for r in rows:
-        line = (f"{r['batch']:>6}{r['minigan_ms']:>12.1f}{r['minigan_images_per_s']:>9.0f}"
-                f"{r['minigan_gflops']:>9.1f}")
+        line = (f"{r['batch']:>6}{r['minigan_ms']:>9.1f} ({r['minigan_min_ms']:>5.1f})"
+                f"{r['minigan_images_per_s']:>7.0f}{r['minigan_gflops']:>9.1f}")
         if "torch_ms" in r:
-            line += (f"{r['torch_ms']:>10.1f}{r['torch_images_per_s']:>9.0f}"
-                     f"{r['torch_gflops']:>9.1f}{r['ratio']:>8.2f}")
+            line += (f"{r['torch_ms']:>9.1f} ({r['torch_min_ms']:>5.1f})"
+                     f"{r['torch_images_per_s']:>7.0f}{r['torch_gflops']:>9.1f}"
+                     f"{r['ratio']:>7.2f} ({r['ratio_min']:.2f})")
         print(line)
     json_line({"benchmark": "dcgan_iteration", "device": args.device, "blas": info,
                "torch": None if torch is None else torch.__version__, "results": rows})
