@@ -9,9 +9,10 @@ How it is computed: every product is a GEMM per chunk of images, done by NumPy's
 im2col matrix that numba kernels build and take apart. Per chunk of m images (M' = m*Ho*Wo rows):
 
 * ``cols`` (M', K), K = kh*kw*C: one row per output pixel (n, i, j), columns in the order (a, b, c)
-  with c fastest. The input is first made channels-last (NHWC), so that a row is a few contiguous
-  runs: for one kernel row a, the taps b that fall inside the image are neighbouring pixels, i.e.
-  one run of (number of valid b) * C numbers, copied without any per-number index arithmetic.
+  with c fastest. Each image is first copied channels-last (NHWC, by the same task, while it is
+  in cache), so that a row is a few contiguous runs: for one kernel row a, the taps b that fall
+  inside the image are neighbouring pixels, i.e. one run of (number of valid b) * C numbers,
+  copied without any per-number index arithmetic.
 * ``wk`` (O, K) is the weight in the same (a, b, c) order.
 * gy is used in CNHW order, (O, M'), which is moved from NCHW in runs of Ho*Wo numbers (a cheap
   copy, unlike a channels-last transposition).
@@ -91,19 +92,14 @@ def _tap_range(j, stride, pad, k, size):
     return w0, b0, max(b0, b1)
 
 
-@numba.njit(cache=True, nogil=True)
-def _nchw_to_nhwc(x, out, t0, t1):
-    """out[n, h, w, c] = x[n, c, h, w], one image row (n, h) at a time: its C input rows stay in
-    L1 while the output is written in order."""
-    N, C, H, W = x.shape
+@numba.njit(cache=True, inline="always")
+def _image_to_nhwc(xf, n, C, H, W, of, ln):
+    """Image n of the flat NCHW xf, channels-last into slot ln of the flat NHWC of, one image row
+    at a time: the row's C input rows stay in L1 while the output is written in order."""
     P = H * W
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
-    for t in range(t0, t1):  # t = n*H + h
-        n = t // H
-        h = t - n * H
+    for h in range(H):
         for w in range(W):
-            dst = _u(((n * H + h) * W + w) * C)
+            dst = _u((ln * P + h * W + w) * C)
             src = _u(n * C * P + h * W + w)
             for c in range(_u(C)):
                 of[dst + c] = xf[src + c * _u(P)]
@@ -124,37 +120,47 @@ def _nhwc_to_nchw(src, out, t0, t1):
 
 
 @numba.njit(cache=True, nogil=True)
-def _im2col(xh, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, t0, t1):
-    """Fill cols (nb*Ho*Wo, kh*kw*C) for images n0 .. n0+nb-1 of the channels-last xh (N, H, W, C):
+def _im2col(x, n0, transpose, xh, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, t0, t1):
+    """Fill cols (nb*Ho*Wo, kh*kw*C) for images n0 .. n0+nb-1 of x (N, C, H, W):
     cols[((n - n0)*Ho + i)*Wo + j, (a*kw + b)*C + c] = x[n, c, i*sh-ph+a, j*sw-pw+b], zero where
-    that pixel falls in the padding. Task t = (n - n0)*Ho + i fills the Wo rows of output row i."""
-    N, H, W, C = xh.shape
+    that pixel falls in the padding. Task t does image n0 + t: it first copies the image
+    channels-last into xh[t] (xh (nb, H, W, C); skipped when ``transpose`` is False because x is
+    already in that order, C == 1 or H*W == 1, and xh is x itself), then copies runs from there.
+    """
+    N, C, H, W = x.shape
     K = kh * kw * C
-    xf = xh.reshape(N * H * W * C)
+    P = H * W
+    xf = x.reshape(x.size)
+    hf = xh.reshape(xh.size)
     cf = cols.reshape(cols.size)
-    for t in range(t0, t1):  # t = (n - n0)*Ho + i
-        ln = t // Ho
-        i = t - ln * Ho
+    for ln in range(t0, t1):
         n = n0 + ln
-        for j in range(Wo):
-            w0, b0, b1 = _tap_range(j, sw, pw, kw, W)
-            for a in range(kh):
-                h = i * sh - ph + a
-                dst = _u((t * Wo + j) * K + a * kw * C)
-                if h < 0 or h >= H:
-                    for q in range(_u(kw * C)):
+        if transpose:
+            _image_to_nhwc(xf, n, C, H, W, hf, ln)
+            img = ln * P * C
+        else:
+            img = n * P * C
+        for i in range(Ho):
+            for j in range(Wo):
+                w0, b0, b1 = _tap_range(j, sw, pw, kw, W)
+                row = (ln * Ho + i) * Wo + j
+                for a in range(kh):
+                    h = i * sh - ph + a
+                    dst = _u(row * K + a * kw * C)
+                    if h < 0 or h >= H:
+                        for q in range(_u(kw * C)):
+                            cf[dst + q] = 0
+                        continue
+                    # zeros | the run of valid taps, contiguous in xh | zeros
+                    for q in range(_u(b0 * C)):
                         cf[dst + q] = 0
-                    continue
-                # zeros | the run of valid taps, contiguous in xh | zeros
-                for q in range(_u(b0 * C)):
-                    cf[dst + q] = 0
-                src = _u(((n * H + h) * W + w0 + b0) * C)
-                d = dst + _u(b0 * C)
-                for q in range(_u((b1 - b0) * C)):
-                    cf[d + q] = xf[src + q]
-                d = dst + _u(b1 * C)
-                for q in range(_u((kw - b1) * C)):
-                    cf[d + q] = 0
+                    src = _u(img + (h * W + w0 + b0) * C)
+                    d = dst + _u(b0 * C)
+                    for q in range(_u((b1 - b0) * C)):
+                        cf[d + q] = hf[src + q]
+                    d = dst + _u(b1 * C)
+                    for q in range(_u((kw - b1) * C)):
+                        cf[d + q] = 0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -213,16 +219,13 @@ def _chunk_images(N, per_image_elems, itemsize, budget):
     return max(1, -(-N // chunks))
 
 
-def _channels_last(x):
-    """x (N, C, H, W) as (N, H, W, C): a view when C == 1 or H*W == 1 (same memory order), else
-    a transposed copy in a work buffer. Called per chunk of images, so the copy is still in cache
-    when _im2col reads it, whatever the batch size."""
+def _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols):
+    """Run _im2col for images n0 .. n0+m-1, with a channels-last work buffer when x needs one."""
     N, C, H, W = x.shape
-    if C == 1 or H * W == 1:
-        return x.reshape(N, H, W, C)
-    out = _work("conv_x_nhwc", (N, H, W, C), x.dtype)
-    run_tasks(_nchw_to_nhwc, N * H, x.size, x, out)
-    return out
+    transpose = not (C == 1 or H * W == 1)
+    xh = _work("conv_x_nhwc", (m, H, W, C), x.dtype) if transpose else x
+    run_tasks(_im2col, m, cols.size, x, n0, transpose, xh, kh, kw, stride[0], stride[1],
+              padding[0], padding[1], Ho, Wo, cols)
 
 
 def _weight_taps_last(w):
@@ -263,8 +266,7 @@ def conv2d(x, w, stride, padding):
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
         cols = _work("conv_cols", (m * P, K), x.dtype)
-        run_tasks(_im2col, m * Ho, cols.size, _channels_last(x[n0:n0 + m]), 0, kh, kw, sh, sw,
-                  ph, pw, Ho, Wo, cols)
+        _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols)
         # (M', O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, M') = wk @ cols.T, more
         # than the channels-last -> NCHW transposition of the result costs.
         if O == 1:  # (M', 1) is already NCHW
@@ -308,8 +310,6 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding):
     N, C, H, W = x.shape
     _, O, Ho, Wo = gy.shape
     kh, kw = kernel_hw
-    sh, sw = stride
-    ph, pw = padding
     K, P = C * kh * kw, Ho * Wo
     if _is_dense(H, W, kh, kw, padding):
         gw = np.empty((O, C, kh, kw), x.dtype)
@@ -321,8 +321,7 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding):
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
         cols = _work("conv_cols", (m * P, K), x.dtype)
-        run_tasks(_im2col, m * Ho, cols.size, _channels_last(x[n0:n0 + m]), 0, kh, kw, sh, sw,
-                  ph, pw, Ho, Wo, cols)
+        _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols)
         # np.matmul cannot accumulate into its output (no BLAS beta), so chunks after the first
         # go to a partial sum that is then added.
         dst = gwk if n0 == 0 else _work("conv_gw_part", (O, K), x.dtype)
