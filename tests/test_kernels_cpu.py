@@ -127,10 +127,12 @@ def test_conv2d_gradients_are_the_adjoints(case):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dcgan_shapes_including_whole_input_kernel(dtype):
-    """The generator's and discriminator's layer shapes: stride-2 4x4 with padding 1, and the 7x7
-    kernel over a 7x7 map (which takes the plain matrix-product path)."""
+    """The generator's and discriminator's layer shapes: stride-2 4x4 with padding 1 (also with
+    one input channel and more outputs than kernel taps, a different GEMM orientation), and the
+    7x7 kernel over a 7x7 map (which takes the plain matrix-product path)."""
     rng = np.random.default_rng(3)
-    for (N, C, O, H, k, s, p) in [(3, 6, 5, 14, 4, 2, 1), (3, 7, 4, 7, 7, 1, 0), (2, 1, 5, 7, 7, 1, 0)]:
+    for (N, C, O, H, k, s, p) in [(3, 6, 5, 14, 4, 2, 1), (3, 1, 20, 12, 4, 2, 1),
+                                  (3, 7, 4, 7, 7, 1, 0), (2, 1, 5, 7, 7, 1, 0)]:
         x = rng.standard_normal((N, C, H, H)).astype(dtype)
         w = rng.standard_normal((O, C, k, k)).astype(dtype)
         y = K.conv2d(x, w, (s, s), (p, p))
