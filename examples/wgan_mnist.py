@@ -43,14 +43,12 @@ from ._common import (Progress, RunDir, add_common_args, check_args, diverged_me
                       load_training_images, resume_run, save_run, total_iterations)
 from .dcgan_mnist import final_metrics, fixed_noise, interpolation_noise, save_samples
 
-# Generator iterations of the default runs. An iteration runs G forward six times (five critic
-# steps and a generator step); at DCGAN's widths (ngf = ndf = 64) it costs about 3.5 DCGAN
-# iterations for WGAN and 5.8 for WGAN-GP (whose penalty differentiates the critic twice),
-# measured side by side in one process. At half those widths, the defaults here, the costs are
-# about 2.1 and 3.1 DCGAN iterations, so the runs below take as long as about 4,200 and 3,700
-# DCGAN iterations: 6 to 7 minutes at the DCGAN example's 0.1 s per iteration on 2 cores, with
-# more generator iterations than full width would allow in that time.
-DEFAULT_ITERS = {"wgan": 2000, "wgan-gp": 1200}
+# Generator iterations of the default runs. An iteration runs G six times (five critic steps and
+# a generator step), and a WGAN-GP critic step differentiates the critic twice: measured side by
+# side in one process, a WGAN iteration costs about 2.1 DCGAN iterations at the half widths used
+# here (3.5 at DCGAN's) and a WGAN-GP iteration 3.1 (5.8). So each default run costs about as
+# much as 2,100 DCGAN iterations: as long as the DCGAN example's default run.
+DEFAULT_ITERS = {"wgan": 1000, "wgan-gp": 700}
 DEFAULT_WIDTH = 32
 # The papers' learning rates and Lipschitz constraints (the optimizers: make_optimizers).
 SETTINGS = {"wgan": {"lr": 5e-5, "clip": 0.01}, "wgan-gp": {"lr": 1e-4, "gp_lambda": 10.0}}
