@@ -57,7 +57,6 @@ def blas_info():
     try:
         import numba
         info["numba"] = numba.__version__
-        info["numba_threads"] = numba.config.NUMBA_NUM_THREADS
     except ImportError:
         pass
     info["cpus"] = os.cpu_count()

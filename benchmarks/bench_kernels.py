@@ -214,6 +214,9 @@ def main():
     dtype = np.dtype(args.dtype).type
 
     info = print_blas_info()
+    from minigan.kernels.cpu_threads import num_threads
+    info["kernel_threads"] = num_threads()
+    print(f"minigan CPU kernels share work over {num_threads()} threads")
     print("load average (1, 5, 15 min): %.1f %.1f %.1f  (other processes skew timings)"
           % os.getloadavg())
     compile_s = first_call_seconds(dtype)

@@ -16,8 +16,7 @@ im2col matrix that numba kernels build and take apart. Per chunk of m images (M'
 * ``wk`` (O, K) is the weight in the same (a, b, c) order.
 * gy is used in CNHW order, (O, M'), which is moved from NCHW in runs of Ho*Wo numbers (a cheap
   copy, unlike a channels-last transposition).
-* forward:      y (M', O) = cols @ wk.T, transposed to NCHW (or, when K < O, y (O, M') =
-                wk @ cols.T, moved to NCHW in runs like gy)
+* forward:      y (M', O) = cols @ wk.T, transposed to NCHW
   grad input:   dcols (M', K) = gy.T @ wk, then summed back onto the input pixels ("col2im"),
                 written straight to NCHW
   grad weight:  gw (O, K) = sum over chunks of gy (O, M') @ cols
@@ -268,20 +267,14 @@ def conv2d(x, w, stride, padding):
         m = min(nb, N - n0)
         cols = _work("conv_cols", (m * P, K), x.dtype)
         _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols)
-        if O == 1 or m == 1:  # (O, M') is already NCHW
-            np.matmul(wk, cols.T, out=y3[n0:n0 + m].reshape(O, m * P) if O == 1 else y3[n0])
-        elif K < O:
-            # A short GEMM (K = 16 for a 1-channel 4x4 layer) costs little next to moving its
-            # output, so produce it CNHW and move it to NCHW in runs of P numbers.
-            yc = _work("conv_out", (O, m, P), x.dtype)
-            np.matmul(wk, cols.T, out=yc.reshape(O, m * P))
-            np.copyto(y3[n0:n0 + m], yc.transpose(1, 0, 2))
-        else:
-            # (M', O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, M') = wk @ cols.T,
-            # more than the channels-last -> NCHW transposition of the result costs.
-            yc = _work("conv_out", (m, P, O), x.dtype)
-            np.matmul(cols, wk.T, out=yc.reshape(m * P, O))
-            run_tasks(_nhwc_to_nchw, m, yc.size, yc, y3[n0:n0 + m])
+        # (M', O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, M') = wk @ cols.T, more
+        # than the channels-last -> NCHW transposition of the result costs.
+        if O == 1:  # (M', 1) is already NCHW
+            np.matmul(cols, wk.T, out=y3[n0:n0 + m].reshape(m * P, 1))
+            continue
+        yc = _work("conv_out", (m, P, O), x.dtype)
+        np.matmul(cols, wk.T, out=yc.reshape(m * P, O))
+        run_tasks(_nhwc_to_nchw, m, yc.size, yc, y3[n0:n0 + m])
     return y
 
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 MIN_PARALLEL_ELEMENTS = 1 << 16
 
 _pool = None
+_pool_workers = 0
 _pool_lock = threading.Lock()
 
 
@@ -31,17 +32,20 @@ def num_threads():
 
 
 def _get_pool(workers):
-    global _pool
+    global _pool, _pool_workers
     with _pool_lock:
-        if _pool is None or _pool._max_workers < workers:
+        if _pool is None or _pool_workers < workers:
+            # A smaller old pool is left to finish its queue; its idle threads just sleep.
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minigan-cpu")
+            _pool_workers = workers
         return _pool
 
 
 def _forget_pool_after_fork():
     # A forked child has none of the parent's threads; make it start its own pool.
-    global _pool, _pool_lock
+    global _pool, _pool_workers, _pool_lock
     _pool = None
+    _pool_workers = 0
     _pool_lock = threading.Lock()
 
 
