@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minigan.kernels as K
-from minigan.kernels import cpu_conv, cpu_threads
+from minigan.kernels import cpu_conv, cpu_memory, cpu_threads
 
 
 # --- references -----------------------------------------------------------------------------------
@@ -218,6 +218,34 @@ def test_results_do_not_alias_work_buffers():
     kept = y1.copy()
     K.conv2d(x2, w, (1, 1), (1, 1))
     K.conv2d_grad_weight(x2, y1, (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(y1, kept)
+
+
+def test_result_arrays_are_recycled_only_when_unreferenced():
+    shape = (cpu_memory.MIN_RECYCLE_BYTES // 8 + 1,)  # big enough for the pool
+    a = cpu_memory.empty(shape, np.float64)
+    b = cpu_memory.empty(shape, np.float64)
+    assert a is not b  # a is still referenced
+    view = a[10:]
+    del a
+    c = cpu_memory.empty(shape, np.float64)
+    assert c is not view.base  # a view keeps its base in use
+    kept_id = id(b)
+    del b
+    assert id(cpu_memory.empty(shape, np.float64)) == kept_id  # dropped -> handed out again
+
+
+def test_large_results_survive_later_calls():
+    """Results big enough to come from the recycling pool stay intact while referenced."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)  # y below is 2 MiB
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    y1 = K.conv2d(x, w, (1, 1), (1, 1))
+    kept = y1.copy()
+    for _ in range(3):
+        y2 = K.conv2d(x[::-1].copy(), w, (1, 1), (1, 1))
+        assert y2 is not y1
+        K.leaky_relu(y2, 0.2)
     np.testing.assert_array_equal(y1, kept)
 
 

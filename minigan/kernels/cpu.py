@@ -1,6 +1,7 @@
 """The CPU (NumPy + numba) kernels, one module per family; ``minigan.kernels`` dispatches here."""
 from .cpu_act import leaky_relu, leaky_relu_grad
-from .cpu_conv import clear_work_buffers, conv2d, conv2d_grad_input, conv2d_grad_weight
+from .cpu_conv import conv2d, conv2d_grad_input, conv2d_grad_weight
+from .cpu_memory import clear as clear_work_buffers
 from .cpu_norm import batchnorm_backward, batchnorm_forward, batchnorm_stats
 
 __all__ = ["conv2d", "conv2d_grad_input", "conv2d_grad_weight", "batchnorm_stats",

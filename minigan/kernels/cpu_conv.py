@@ -21,19 +21,19 @@ im2col matrix that numba kernels build and take apart. Per chunk of m images (M'
                 written straight to NCHW
   grad weight:  gw (O, K) = sum over chunks of gy (O, M') @ cols
 
-Intermediates live in per-thread work buffers reused from call to call: a freshly allocated
-multi-megabyte array costs a page fault per 4 KiB touched, which on small machines costs about as
-much as the copy itself. Results are always new arrays. Chunks are sized (CHUNK_BYTES) so one chunk
-of cols stays in cache between the kernel that writes it and the GEMM that reads it.
+Intermediates live in per-thread work buffers reused from call to call and results come from
+cpu_memory's recycling pool: a freshly mapped multi-megabyte array costs a page fault per 4 KiB
+touched, which on small machines costs about as much as the copy itself. Chunks are sized
+(CHUNK_BYTES) so one chunk of cols stays in cache between the kernel that writes it and the GEMM
+that reads it.
 
 A kernel that covers the whole unpadded input (Ho = Wo = 1, e.g. the DCGAN's 7x7 layers on 7x7
 maps) skips all that: the convolution is then a plain matrix product of the flattened arrays.
 """
-import threading
-
 import numba
 import numpy as np
 
+from . import cpu_memory
 from .cpu_threads import run_tasks
 
 # Bytes of cols per chunk of images for the forward and input-gradient products: big enough for
@@ -41,34 +41,6 @@ from .cpu_threads import run_tasks
 # chunks GW_CHUNK_FACTOR times bigger, because each extra chunk costs an (O, K) partial sum.
 CHUNK_BYTES = 4 << 20
 GW_CHUNK_FACTOR = 4
-
-_local = threading.local()
-
-
-def _work(name, shape, dtype):
-    """A scratch array of this shape, owned by the calling thread and reused by later calls.
-
-    Contents are undefined. Never returned to the caller: the next call with the same ``name``
-    overwrites it.
-    """
-    bufs = getattr(_local, "bufs", None)
-    if bufs is None:
-        bufs = _local.bufs = {}
-    dtype = np.dtype(dtype)
-    size = 1
-    for s in shape:
-        size *= int(s)
-    buf = bufs.get((name, dtype))
-    if buf is None or buf.size < size:
-        buf = np.empty(max(size, 1), dtype)
-        bufs[(name, dtype)] = buf
-    return buf[:size].reshape(shape)
-
-
-def clear_work_buffers():
-    """Free this thread's cached scratch arrays (they are re-made on the next call)."""
-    _local.bufs = {}
-
 
 # --- numba kernels ------------------------------------------------------------------------------
 # Each compiles once per dtype (float32, float64) and is cached on disk. Each does the tasks
@@ -223,7 +195,7 @@ def _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols):
     """Run _im2col for images n0 .. n0+m-1, with a channels-last work buffer when x needs one."""
     N, C, H, W = x.shape
     transpose = not (C == 1 or H * W == 1)
-    xh = _work("conv_x_nhwc", (m, H, W, C), x.dtype) if transpose else x
+    xh = cpu_memory.work("conv_x_nhwc", (m, H, W, C), x.dtype) if transpose else x
     run_tasks(_im2col, m, cols.size, x, n0, transpose, xh, kh, kw, stride[0], stride[1],
               padding[0], padding[1], Ho, Wo, cols)
 
@@ -241,7 +213,7 @@ def _to_cnhw(a, n0, m):
     N, O, P = a.shape
     if O == 1 or m == 1:
         return a[n0:n0 + m].reshape(O, m * P) if O == 1 else a[n0].reshape(O, P)
-    buf = _work("conv_cnhw", (O, m, P), a.dtype)
+    buf = cpu_memory.work("conv_cnhw", (O, m, P), a.dtype)
     np.copyto(buf, a[n0:n0 + m].transpose(1, 0, 2))
     return buf.reshape(O, m * P)
 
@@ -256,7 +228,7 @@ def conv2d(x, w, stride, padding):
     ph, pw = padding
     Ho, Wo = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
     K, P = C * kh * kw, Ho * Wo
-    y = np.empty((N, O, Ho, Wo), x.dtype)
+    y = cpu_memory.empty((N, O, Ho, Wo), x.dtype)
     if _is_dense(H, W, kh, kw, padding):
         np.matmul(x.reshape(N, K), w.reshape(O, K).T, out=y.reshape(N, O))
         return y
@@ -265,14 +237,14 @@ def conv2d(x, w, stride, padding):
     nb = _chunk_images(N, K * P, x.itemsize, CHUNK_BYTES)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
-        cols = _work("conv_cols", (m * P, K), x.dtype)
+        cols = cpu_memory.work("conv_cols", (m * P, K), x.dtype)
         _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols)
         # (M', O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, M') = wk @ cols.T, more
         # than the channels-last -> NCHW transposition of the result costs.
         if O == 1:  # (M', 1) is already NCHW
             np.matmul(cols, wk.T, out=y3[n0:n0 + m].reshape(m * P, 1))
             continue
-        yc = _work("conv_out", (m, P, O), x.dtype)
+        yc = cpu_memory.work("conv_out", (m, P, O), x.dtype)
         np.matmul(cols, wk.T, out=yc.reshape(m * P, O))
         run_tasks(_nhwc_to_nchw, m, yc.size, yc, y3[n0:n0 + m])
     return y
@@ -290,7 +262,7 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding):
     sh, sw = stride
     ph, pw = padding
     K, P = C * kh * kw, Ho * Wo
-    gx = np.empty((N, C, H, W), gy.dtype)
+    gx = cpu_memory.empty((N, C, H, W), gy.dtype)
     if _is_dense(H, W, kh, kw, padding):
         np.matmul(gy.reshape(N, O), w.reshape(O, K), out=gx.reshape(N, K))
         return gx
@@ -299,7 +271,7 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding):
     nb = _chunk_images(N, K * P, gy.itemsize, CHUNK_BYTES)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
-        dcols = _work("conv_cols", (m * P, K), gy.dtype)
+        dcols = cpu_memory.work("conv_cols", (m * P, K), gy.dtype)
         np.matmul(_to_cnhw(gy3, n0, m).T, wk, out=dcols)
         run_tasks(_col2im, m * H, dcols.size, dcols, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, gx)
     return gx
@@ -312,22 +284,26 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding):
     kh, kw = kernel_hw
     K, P = C * kh * kw, Ho * Wo
     if _is_dense(H, W, kh, kw, padding):
-        gw = np.empty((O, C, kh, kw), x.dtype)
+        gw = cpu_memory.empty((O, C, kh, kw), x.dtype)
         np.matmul(gy.reshape(N, O).T, x.reshape(N, K), out=gw.reshape(O, K))
         return gw
-    gwk = np.zeros((O, K), x.dtype)  # stays zero when N == 0
+    gw = cpu_memory.empty((O, C, kh, kw), x.dtype)
+    if N == 0:
+        gw[...] = 0
+        return gw
+    # gw in im2col's (a, b, c) column order, permuted to (O, C, kh, kw) at the end
+    gwk = cpu_memory.work("conv_gw", (O, K), x.dtype)
     gy3 = gy.reshape(N, O, P)
     nb = _chunk_images(N, K * P, x.itemsize, CHUNK_BYTES * GW_CHUNK_FACTOR)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
-        cols = _work("conv_cols", (m * P, K), x.dtype)
+        cols = cpu_memory.work("conv_cols", (m * P, K), x.dtype)
         _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols)
         # np.matmul cannot accumulate into its output (no BLAS beta), so chunks after the first
         # go to a partial sum that is then added.
-        dst = gwk if n0 == 0 else _work("conv_gw_part", (O, K), x.dtype)
+        dst = gwk if n0 == 0 else cpu_memory.work("conv_gw_part", (O, K), x.dtype)
         np.matmul(_to_cnhw(gy3, n0, m), cols, out=dst)
         if n0 != 0:
             gwk += dst
-    if C == 1:
-        return gwk.reshape(O, 1, kh, kw)
-    return np.ascontiguousarray(gwk.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
+    np.copyto(gw, gwk.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
+    return gw

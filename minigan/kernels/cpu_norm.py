@@ -9,6 +9,7 @@ array dtype.
 import numba
 import numpy as np
 
+from . import cpu_memory
 from .cpu_threads import run_tasks
 
 # Let LLVM reorder (vectorise) the float64 sums and fuse multiply-adds, but keep IEEE NaN/inf
@@ -103,7 +104,7 @@ def batchnorm_forward(x, mean, invstd, weight, bias):
     scale = invstd if weight is None else invstd * weight
     if bias is None:
         bias = np.zeros(C, x.dtype)
-    y = np.empty_like(x)
+    y = cpu_memory.empty_like(x)
     run_tasks(_forward, x.shape[0] * C, x.size, _as_ncs(x), mean, scale.astype(x.dtype), bias,
               _as_ncs(y))
     return y
@@ -114,7 +115,7 @@ def batchnorm_backward(gy, x, mean, invstd, weight):
     C = x.shape[1]
     if weight is None:
         weight = np.ones(C, x.dtype)
-    gx = np.empty_like(x)
+    gx = cpu_memory.empty_like(x)
     gweight = np.empty(C, np.float64)
     gbias = np.empty(C, np.float64)
     run_tasks(_backward, C, x.size, _as_ncs(gy), _as_ncs(x), mean, invstd, weight, _as_ncs(gx),
