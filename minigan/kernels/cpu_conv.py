@@ -201,11 +201,13 @@ def _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols):
 
 
 def _weight_taps_last(w):
-    """w (O, C, kh, kw) as wk (O, kh*kw*C), columns in im2col's (a, b, c) order."""
+    """w (O, C, kh, kw) as wk (O, kh*kw*C), columns in im2col's (a, b, c) order (a work array)."""
     O, C, kh, kw = w.shape
     if C == 1:
         return w.reshape(O, kh * kw)
-    return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(O, kh * kw * C)
+    wk = cpu_memory.work("conv_wk", (O, kh, kw, C), w.dtype)
+    np.copyto(wk, w.transpose(0, 2, 3, 1))
+    return wk.reshape(O, kh * kw * C)
 
 
 def _to_cnhw(a, n0, m):
