@@ -23,9 +23,8 @@ im2col matrix that numba kernels build and take apart. Per chunk of m images (M'
 
 Intermediates live in per-thread work buffers reused from call to call and results come from
 cpu_memory's recycling pool: a freshly mapped multi-megabyte array costs a page fault per 4 KiB
-touched, which on small machines costs about as much as the copy itself. Chunks are sized
-(CHUNK_BYTES) so one chunk of cols stays in cache between the kernel that writes it and the GEMM
-that reads it.
+touched, which on small machines costs about as much as the copy itself. The batch is cut into
+chunks of images (CHUNK_BYTES of cols each) so that the work buffers stay bounded.
 
 A kernel that covers the whole unpadded input (Ho = Wo = 1, e.g. the DCGAN's 7x7 layers on 7x7
 maps) skips all that: the convolution is then a plain matrix product of the flattened arrays.
@@ -36,11 +35,12 @@ import numpy as np
 from . import cpu_memory
 from .cpu_threads import run_tasks
 
-# Bytes of cols per chunk of images for the forward and input-gradient products: big enough for
-# full-speed GEMMs, small enough to stay in the last-level cache. The weight gradient takes
-# chunks GW_CHUNK_FACTOR times bigger, because each extra chunk costs an (O, K) partial sum.
-CHUNK_BYTES = 4 << 20
-GW_CHUNK_FACTOR = 4
+# Bytes of cols per chunk of images. Chunks bound the work buffers whatever the batch size, but
+# must leave the GEMMs long: OpenBLAS on 2 threads runs the input-gradient product of the DCGAN's
+# 64->128 layer, (M' x 128) @ (128 x 1024), at 110 GFLOP/s for M' = 784 rows and 180 from
+# M' = 1568; each weight-gradient chunk also costs an (O, K) partial sum. Smaller, cache-sized
+# chunks measured no faster for the other products.
+CHUNK_BYTES = 16 << 20
 
 # --- numba kernels ------------------------------------------------------------------------------
 # Each compiles once per dtype (float32, float64) and is cached on disk. Each does the tasks
@@ -296,7 +296,7 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding):
     # gw in im2col's (a, b, c) column order, permuted to (O, C, kh, kw) at the end
     gwk = cpu_memory.work("conv_gw", (O, K), x.dtype)
     gy3 = gy.reshape(N, O, P)
-    nb = _chunk_images(N, K * P, x.itemsize, CHUNK_BYTES * GW_CHUNK_FACTOR)
+    nb = _chunk_images(N, K * P, x.itemsize, CHUNK_BYTES)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
         cols = cpu_memory.work("conv_cols", (m * P, K), x.dtype)
