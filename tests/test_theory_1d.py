@@ -78,9 +78,9 @@ def test_untrained_discriminator_is_far_from_optimal():
 def test_mlp_discriminator_approaches_optimal(pair):
     (mu_d, s_d), (mu_g, s_g) = pair
     rng = np.random.default_rng(0)
-    x_data, x_g = rng.normal(mu_d, s_d, 4000), rng.normal(mu_g, s_g, 4000)
+    x_data, x_g = rng.normal(mu_d, s_d, 2000), rng.normal(mu_g, s_g, 2000)
     model = gan.mlp_discriminator(1, (32, 32), activation="tanh")
-    D = gan_1d.fit_discriminator(x_data, x_g, model=model, steps=3000, lr=3e-3)
+    D = gan_1d.fit_discriminator(x_data, x_g, model=model, steps=1500, lr=5e-3)
     lo, hi = min(mu_d - 2 * s_d, mu_g - 2 * s_g), max(mu_d + 2 * s_d, mu_g + 2 * s_g)
     x = np.linspace(lo, hi, 401)
     mae = np.abs(gan_1d.discriminator_probability(D, x) - d_star(x, (mu_d, s_d), (mu_g, s_g)))
