@@ -29,22 +29,27 @@ OpenBLAS kernel set; conv products at ~180 GFLOP/s plus gather/scatter passes at
 Expected weak spots: D2 (GEMM-bound, im2col copy on top of an equal GEMM) and D1 forward
 (K = 16 GEMM plus an output transpose, where torch's direct kernel takes 0.2 ms).
 
-Measured afterwards (2 shared, busy cores: load average 9-12 from other jobs, NumPy SGEMM
-125-195 GFLOP/s instead of ~210 idle; ranges over 3-4 runs, ratio from medians / from minima):
-  fwd+bwd at batch 64          ours ms (min)   ratio, OpenBLAS SkylakeX   ratio, Haswell
-  G1 ConvT 100->256 1->7           3.6-5.0     0.2-0.4 / 0.2-0.7          0.1-0.3 / 0.3-0.4
-  G2 ConvT 256->128 7->14           70-94      1.4-1.7 / 1.5-1.7          1.4-1.6 / 1.4-1.5
-  G3 ConvT 128->1 14->28           4.8-8.4     0.4-0.7 / 0.7-1.0          0.4-0.7 / 0.5-1.2
-  D1 Conv 1->64 28->14             2.2-6.6     0.7-1.1 / 0.7-1.4          0.9-1.4 / 1.2-1.7
-  D2 Conv 64->128 14->7             20-29      0.8-1.2 / 1.4-1.8          0.9-1.4 / 1.3-2.0
-  D3 Conv 128->1 7->1                 0.54     0.6-0.9 / 0.6-1.0          0.4-0.6 / 0.4-0.6
-  BN (3 shapes)                    0.6-2.6     0.6-1.3 / 0.6-1.4          0.7-1.2 / 0.8-1.4
-  ReLU / LeakyReLU (4 shapes)     0.12-0.9     0.8-1.9 / 0.8-1.7          1.0-2.2 / 1.1-2.1
-G2 and D2 are bound by the GEMMs: OpenBLAS reaches 130-190 GFLOP/s on them where oneDNN's
-direct kernels reach ~200-230, so the three GEMMs alone take 1.1-1.3x torch's whole time, and the
-im2col/col2im passes (memory-bound, 25-30% of our time) add the rest. The activations are one
-memory pass each: torch splits them over both cores with spinning OpenMP threads, while handing
-half to our sleeping pool thread costs ~40 us, as much as it saves below ~1M elements.
+Measured afterwards (final code; 2 shared, busy cores: load average 7-13 from other jobs, NumPy
+SGEMM 125-195 GFLOP/s instead of ~210 idle; two runs per BLAS setting; ratio = ours / torch from
+the medians / from the minima; the minima are the fairer comparison, since torch's medians suffer
+more from the load than ours):
+  fwd+bwd at batch 64        ours ms (min)   ratio, OpenBLAS SkylakeX   ratio, OPENBLAS_CORETYPE=Haswell
+  G1 ConvT 100->256 1->7        3.2-5.3       0.3 / 0.3-0.6              0.1-0.2 / 0.2-0.5
+  G2 ConvT 256->128 7->14        65-83        1.3-1.5 / 1.5-1.6          1.3 / 1.1-1.5
+  G3 ConvT 128->1 14->28        6.8-8.5       0.6-1.0 / 0.5-0.9          0.6-1.4 / 0.6-0.8
+  D1 Conv 1->64 28->14          3.1-6.3       0.9-1.3 / 1.4-1.9          0.8-0.9 / 0.9-2.1
+  D2 Conv 64->128 14->7          22-29        0.9 / 1.1-1.8              0.7-1.1 / 1.1-1.2
+  D3 Conv 128->1 7->1          0.54-0.84      0.5 / 0.6                  0.5-1.0 / 0.5-1.0
+  BN (3 shapes)                 0.6-3.8       0.9-1.1 / 0.9-1.3          0.6-1.2 / 0.5-1.5
+  ReLU / LeakyReLU (4 shapes)  0.12-1.0       0.7-1.6 / 1.0-1.9          0.7-1.5 / 0.9-1.7
+At batch 256 the GEMM-bound layers fall further behind (min ratios: G2 1.4-1.6, D2 1.9-2.5): torch
+runs D2 at 256 in 4x its batch-64 time, we in 4.5-5x. What bounds them: OpenBLAS reaches
+130-200 GFLOP/s on their GEMMs where oneDNN's direct kernels reach ~200-230, so the three GEMMs
+alone take 1.0-1.3x torch's whole time, and the im2col/col2im/transposition passes (memory-bound,
+20-30% of our time) add the rest. The activations are one memory pass each: torch splits them
+over both cores with spinning OpenMP threads, while handing half to our sleeping pool thread
+costs ~40 us, as much as it saves below ~1M elements. D1 (1 input channel, K = 16 GEMMs) is
+dominated by copies and thread hand-offs, so its time swings most with the load.
 """
 import argparse
 import os
