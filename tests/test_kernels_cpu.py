@@ -67,7 +67,7 @@ def conv_cases(draw):
     kernel size), padding, and an input size for which the kernel fits the padded input."""
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    ph, pw = draw(st.integers(0, 3)), draw(st.integers(0, 3))
     H = draw(st.integers(max(1, kh - 2 * ph), kh + 6))
     W = draw(st.integers(max(1, kw - 2 * pw), kw + 6))
     N, C, O = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
@@ -143,6 +143,25 @@ def test_dcgan_shapes_including_whole_input_kernel(dtype):
                                    ref_conv2d_grad_input(g, w, (H, H), (s, s), (p, p)), **tol)
         np.testing.assert_allclose(K.conv2d_grad_weight(x, g, (k, k), (s, s), (p, p)),
                                    ref_conv2d_grad_weight(x, g, (k, k), (s, s), (p, p)), **tol)
+
+
+def test_padding_wider_than_kernel_and_stride_beyond_input():
+    """Output pixels whose whole kernel lies in the padding (pad > kernel size, stride > input)."""
+    rng = np.random.default_rng(10)
+    for (H, W), (kh, kw), stride, padding in [((4, 3), (1, 2), (1, 5), (2, 3)),
+                                              ((1, 1), (1, 1), (5, 5), (2, 2)),
+                                              ((3, 2), (2, 1), (3, 2), (3, 4))]:
+        x = rng.standard_normal((2, 3, H, W))
+        w = rng.standard_normal((4, 3, kh, kw))
+        y = K.conv2d(x, w, stride, padding)
+        np.testing.assert_allclose(y, ref_conv2d(x, w, stride, padding), atol=1e-12)
+        g = rng.standard_normal(y.shape)
+        np.testing.assert_allclose(K.conv2d_grad_input(g, w, (H, W), stride, padding),
+                                   ref_conv2d_grad_input(g, w, (H, W), stride, padding),
+                                   atol=1e-12)
+        np.testing.assert_allclose(K.conv2d_grad_weight(x, g, (kh, kw), stride, padding),
+                                   ref_conv2d_grad_weight(x, g, (kh, kw), stride, padding),
+                                   atol=1e-11)
 
 
 def test_conv_chunking_gives_the_same_result(monkeypatch):

@@ -57,11 +57,12 @@ _u = numba.uintp
 @numba.njit(cache=True, inline="always")
 def _tap_range(j, stride, pad, k, size):
     """For output column j: w0 = j*stride - pad and the taps [b0, b1) of a k-wide kernel that
-    land inside [0, size) (on the neighbouring input columns w0+b0 .. w0+b1-1)."""
+    land inside [0, size) (on the neighbouring input columns w0+b0 .. w0+b1-1); always
+    0 <= b0 <= b1 <= k, also when the padding is wider than the kernel."""
     w0 = j * stride - pad
-    b0 = max(0, -w0)
-    b1 = min(k, size - w0)
-    return w0, b0, max(b0, b1)
+    b0 = min(max(0, -w0), k)
+    b1 = max(b0, min(k, size - w0))
+    return w0, b0, b1
 
 
 @numba.njit(cache=True, inline="always")
