@@ -396,6 +396,8 @@ def test_batchnorm_nan_propagates_and_errors():
         K.batchnorm_backward(x[:2], x, mean, var)
     with pytest.raises(ValueError, match="2-D or 4-D"):
         K.batchnorm_stats(x[0])
+    with pytest.raises(ValueError, match="at least one value per channel"):
+        K.batchnorm_stats(x[:0])
 
 
 # --- activations ----------------------------------------------------------------------------------

@@ -128,6 +128,11 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0)):
 
 # --- batch normalisation ------------------------------------------------------------------------
 
+def _check_not_empty(x):
+    if x.size == 0:
+        raise ValueError(f"batchnorm needs at least one value per channel, got shape {tuple(x.shape)}")
+
+
 def _check_channel_vectors(C, x_shape, **vectors):
     for name, v in vectors.items():
         if v is not None and tuple(v.shape) != (C,):
@@ -138,6 +143,7 @@ def _check_channel_vectors(C, x_shape, **vectors):
 def batchnorm_stats(x):
     """(mean, var) per channel of x (N, C) or (N, C, H, W), shapes (C,), var biased."""
     (x,) = _prepare(("x",), (x,), ((2, 4),))
+    _check_not_empty(x)
     return _impl(x).batchnorm_stats(x)
 
 
@@ -147,6 +153,7 @@ def batchnorm_forward(x, mean, invstd, weight=None, bias=None):
     given = [v for v in (x, mean, invstd, weight, bias) if v is not None]
     arrays = dict(zip(names, _prepare(names, given, [(2, 4)] + [(1,)] * (len(given) - 1))))
     x = arrays["x"]
+    _check_not_empty(x)
     _check_channel_vectors(x.shape[1], x.shape, mean=arrays["mean"], invstd=arrays["invstd"],
                            weight=arrays.get("weight"), bias=arrays.get("bias"))
     return _impl(x).batchnorm_forward(x, arrays["mean"], arrays["invstd"], arrays.get("weight"),
@@ -162,6 +169,7 @@ def batchnorm_backward(gy, x, mean, invstd, weight=None):
     gy, x = arrays["gy"], arrays["x"]
     if gy.shape != x.shape:
         raise ValueError(f"gy shape {tuple(gy.shape)} differs from x shape {tuple(x.shape)}")
+    _check_not_empty(x)
     _check_channel_vectors(x.shape[1], x.shape, mean=arrays["mean"], invstd=arrays["invstd"],
                            weight=arrays.get("weight"))
     return _impl(gy, x).batchnorm_backward(gy, x, arrays["mean"], arrays["invstd"],
