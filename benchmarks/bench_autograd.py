@@ -1,7 +1,7 @@
 """Benchmark of the autograd engine: one MLP GAN training step, and per-op overhead on tiny tensors,
 against PyTorch CPU in the same process.
 
-Run:  python benchmarks/bench_autograd.py [--batch 64] [--repeat 15] [--profile]
+Run:  python benchmarks/bench_autograd.py [--batch 64] [--repeat 15] [--only step|ops] [--profile]
 
 The step (Goodfellow et al.'s MLP GAN on flattened 28x28 images):
   G: 100 -> 256 -> 512 -> 784, ReLU, ReLU, Tanh        D: 784 -> 512 -> 256 -> 1, LeakyReLU(0.2)
@@ -9,7 +9,9 @@ The step (Goodfellow et al.'s MLP GAN on flattened 28x28 images):
   (the non-saturating loss); Adam(lr 2e-4, betas (0.5, 0.999)) for both, float32, batch 64.
 PyTorch runs the identical architecture from the same initial weights with torch.set_num_threads(2).
 Each repeat times ours and PyTorch's back to back (interleaved), so load from other processes on the
-machine hits both alike; medians are reported, and the ratio ours / torch is the number to trust.
+machine hits both alike; medians (and minima) are reported, and the ratio ours / torch is the number
+to trust. The step is then timed again with OpenBLAS and PyTorch both on one thread, on the calling
+thread's CPU clock: that comparison of the work each framework does holds even on a loaded machine.
 
 Per-op overhead: forward (graph recorded) and forward+backward of add, mul, matmul and leaky_relu on
 (4, 4) tensors, in microseconds per call (each timed over a loop of calls): at that size the
@@ -17,15 +19,21 @@ arithmetic is nothing and what is measured is the framework's bookkeeping.
 
 --profile prints minigan's per-op profiler table and the top of cProfile for ten steps.
 The last line is JSON with every number.
+
+Measured on the shared 2-core machine (load average ~10 from other jobs, so wall times are poor):
+  one thread, CPU time: minigan 15.2-17.2 ms, PyTorch 15.0-18.4 ms per step, ratio 0.93-1.05;
+  two threads, wall: ratio of medians 0.61-1.04, of minima 0.91-3.8 (both frameworks' 2-thread
+  GEMMs stall there: 40-60 ms for a (64,784)x(784,512) product that takes 0.66 ms on one thread);
+  per op, thread CPU: forward ~3.5 us (torch ~2.1), add fwd+bwd ~15 us (torch ~23),
+  matmul fwd+bwd ~37 us (torch ~33), leaky_relu fwd ~12 us (torch ~2.4: kernel dispatch checks).
 """
 import argparse
 import cProfile
 import io
 import os
 import pstats
-import sys
-
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -236,6 +244,13 @@ def main(argv=None):
             else "?"
     except (ImportError, ValueError):  # the layer is only known after a parallel kernel ran
         pass
+    load = os.getloadavg()[0]
+    info["loadavg_1min"] = load
+    if load > 0.5 * (os.cpu_count() or 1):
+        # measured here: a 2-thread (64,784)x(784,512) GEMM took 40-60 ms at load 10 on 2 cores,
+        # 0.66 ms on one thread, for NumPy and PyTorch alike
+        print(f"WARNING: load average {load:.1f} on {os.cpu_count()} CPUs: multi-threaded timings "
+              "measure the scheduler; trust the 1-thread CPU-time rows")
     rng = np.random.default_rng(0)
     step, G, D, reals, zs = make_minigan_step(args.batch, rng)
     tstep = make_torch_step(torch, G, D, reals, zs) if torch is not None else None
