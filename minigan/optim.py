@@ -148,15 +148,28 @@ class Adam(Optimizer):
             state["exp_avg"] = xp.zeros_like(p)
             state["exp_avg_sq"] = xp.zeros_like(p)
         m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        work = self._work(p, xp)   # one scratch array per parameter: no temporaries per step
         m *= beta1
-        m += (1 - beta1) * g
+        xp.multiply(g, 1 - beta1, out=work)
+        m += work
         v *= beta2
-        v += (1 - beta2) * (g * g)
-        step_size = group["lr"] / (1 - beta1 ** t)
-        denom = xp.sqrt(v)
-        denom /= math.sqrt(1 - beta2 ** t)
-        denom += group["eps"]
-        p -= step_size * (m / denom)
+        xp.multiply(g, g, out=work)
+        work *= 1 - beta2
+        v += work
+        xp.sqrt(v, out=work)                       # denominator sqrt(v_hat) + eps, in place
+        work *= 1 / math.sqrt(1 - beta2 ** t)
+        work += group["eps"]
+        xp.divide(m, work, out=work)
+        work *= group["lr"] / (1 - beta1 ** t)
+        p -= work
+
+    def _work(self, p, xp):
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buf = buffers.get(id(p))
+        if (buf is None or buf.shape != p.shape or buf.dtype != p.dtype
+                or backend.array_module(buf) is not xp):
+            buf = buffers[id(p)] = xp.empty_like(p)
+        return buf
 
 
 class RMSprop(Optimizer):
