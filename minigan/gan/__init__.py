@@ -1,5 +1,20 @@
-"""GAN building blocks: losses on discriminator logits / critic scores, and small MLP models."""
+"""GAN building blocks: losses on discriminator logits / critic scores, models, training steps.
+
+    losses.py       one function per loss (formula in the docstring), gradient penalty, packing
+    train.py        one GAN iteration (Algorithm 1), noise, generation, run state for resume
+    models.py       the 28x28 DCGAN generator and discriminator, DCGAN init
+    wgan.py         the batchnorm-free critic, WGAN / WGAN-GP critic and generator steps
+    conditional.py  conditional DCGAN (labels joined to z and to D's input), label accuracy
+    mlp.py          small MLP generators and discriminators
+    toy2d.py        the 2-D mixture benchmark's training loop (PacGAN's protocol)
+"""
+from .conditional import (ConditionalDiscriminator, ConditionalGenerator, conditional_train_step,
+                          generate_conditional, label_accuracy, make_conditional_dcgan)
 from .losses import (clip_weights_, d_loss_minimax, discriminator_loss, g_loss_minimax,
                      g_loss_nonsaturating, gradient_penalty, pack, wasserstein_critic_loss,
                      wasserstein_generator_loss)
 from .mlp import mlp, mlp_discriminator, mlp_generator
+from .models import Discriminator, Generator, dcgan_init_, make_dcgan
+from .train import (NonFiniteLossError, StepStats, generate, restore_run_state, run_state,
+                    sample_noise, train_step)
+from .wgan import Critic, critic_step, generator_step, make_wgan, wgan_train_step
