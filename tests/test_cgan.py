@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import minigan as mg
+from minigan import functional as F
 from minigan import io, nn, optim
 from minigan.data import load_bundled, to_unit_range, write_idx
 from minigan.gan import losses
@@ -102,8 +103,25 @@ def test_the_discriminator_depends_on_the_label():
 def test_label_inputs_widen_the_dcgan_stacks():
     G, D = ConditionalGenerator(nz=8, ngf=4), ConditionalDiscriminator(ndf=4)
     assert G.net.net[0].weight.shape == (8 + 10, 16, 7, 7)
-    assert D.net.net[0].weight.shape == (4, 2, 4, 4)
+    assert D.features[0].weight.shape == (4, 2, 4, 4)
+    assert D.head.weight.shape == (1, 8, 7, 7)
     assert D.label_map.weight.shape == (10, 28 * 28)
+    assert D.projection.weight.shape == (10, 8 * 7 * 7)
+
+
+def test_the_label_reaches_the_discriminator_only_through_its_map_and_projection():
+    _, D = make_conditional_dcgan(**TINY)
+    D.eval()
+    x = mg.Tensor(np.random.default_rng(2).uniform(-1, 1, (4, 1, 28, 28)).astype(np.float32))
+    with mg.no_grad():
+        D.label_map.weight.data[:] = 0
+        D.projection.weight.data[:] = 0
+        logits = [D(x, np.full(4, k)).data for k in range(10)]
+        np.testing.assert_array_equal(np.ptp(logits, axis=0), 0)
+        D.projection.weight.data[7] = 1   # <P[7], h> = sum of the features h
+        h = D.features(F.concat([x, mg.Tensor(np.zeros((4, 1, 28, 28), np.float32))], dim=1))
+        shifted = D(x, np.full(4, 7)).data - logits[0]
+    np.testing.assert_allclose(shifted, h.data.reshape(4, -1).sum(axis=1), rtol=1e-4, atol=1e-4)
 
 
 # --- the training step ----------------------------------------------------------------------------
