@@ -306,18 +306,19 @@ def test_nan_guard_stops_the_example_and_keeps_the_last_good_checkpoint(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("gp", [False, True])
-def test_short_mnist_runs_move_samples_towards_the_digits(tmp_path, gp):
-    """A few hundred iterations on the bundled digits at reduced width: the FID of the samples
-    against held-out digits falls well below that of the untrained generator."""
+def test_default_mnist_runs_move_samples_towards_the_digits(tmp_path, gp):
+    """The example's default runs on the bundled digits (20 to 60 minutes each on 2 busy cores):
+    the FID of the samples against held-out digits falls far below that of the untrained
+    generator, and the classifier sees digits. (Measured: FID 471 for WGAN and 271 for WGAN-GP
+    against about 1950 untrained; classifier scores 4.4 and 4.6 against 1.0.)"""
     from examples import wgan_mnist
     from minigan import metrics
     out = tmp_path / "run"
-    flags = ["--bundled", "--iters", "300", "--ngf", "16", "--ndf", "16", "--no-progress",
-             "--out", str(out)] + (["--gp"] if gp else [])
+    flags = ["--bundled", "--no-progress", "--out", str(out)] + (["--gp"] if gp else [])
     assert wgan_mnist.main(flags) == 0
     final = io.read_jsonl(out / "metrics.jsonl")[-1]
     mg.manual_seed(0)
-    G0, _ = make_wgan(100, 16, 16)
-    z = sample_noise(2000, 100)
-    untrained = metrics.evaluate_images(generate(G0, z))
-    assert final["fid"] < 0.5 * untrained["fid"]
+    G0, _ = make_wgan(100, wgan_mnist.DEFAULT_WIDTH, wgan_mnist.DEFAULT_WIDTH)
+    untrained = metrics.evaluate_images(generate(G0, sample_noise(2000, 100)))
+    assert final["fid"] < 0.4 * untrained["fid"]
+    assert final["classifier_score"] > 3.0 > untrained["classifier_score"]
