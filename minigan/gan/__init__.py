@@ -17,4 +17,4 @@ from .mlp import mlp, mlp_discriminator, mlp_generator
 from .models import Discriminator, Generator, dcgan_init_, make_dcgan
 from .train import (NonFiniteLossError, StepStats, generate, restore_run_state, run_state,
                     sample_noise, train_step)
-from .wgan import Critic, critic_step, generator_step, make_wgan, wgan_train_step
+from .wgan import Critic, WGANStats, critic_step, generator_step, make_wgan, wgan_train_step
