@@ -39,9 +39,10 @@ from ._common import (Progress, RunDir, add_common_args, check_args, diverged_me
                       save_run, total_iterations)
 
 # Iterations of the default run (36 epochs of the bundled digits), chosen from measured label
-# accuracy: with ngf = ndf = 32 it was 86% after 700 iterations and 89% after 1,000 (200 samples
-# per digit), still rising slowly. Narrow models: each iteration is about a quarter of the DCGAN
-# example's convolution work.
+# accuracy with ngf = ndf = 32: over 90% from about iteration 1,400 on (20 samples per digit),
+# 95% at the end (200 per digit; FID 34, classifier score 9.0). An iteration took 0.16-0.19 s on
+# 2 CPU cores (measured with other jobs running), so about 7-8 minutes in all when nothing else
+# runs; with the machine shared by 4-12 busy processes the default run took 31 minutes.
 DEFAULT_ITERS = 2500
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 DIGITS = 10
