@@ -8,7 +8,8 @@
     mlp.py          small MLP generators and discriminators
     toy2d.py        the 2-D mixture benchmark's training loop (PacGAN's protocol)
 """
-from .conditional import (ConditionalDiscriminator, ConditionalGenerator, conditional_train_step,
+from .conditional import (ConditionalDiscriminator, ConditionalGenerator, LabelAccuracy,
+                          conditional_train_step, one_hot,
                           generate_conditional, label_accuracy, make_conditional_dcgan)
 from .losses import (clip_weights_, d_loss_minimax, discriminator_loss, g_loss_minimax,
                      g_loss_nonsaturating, gradient_penalty, pack, wasserstein_critic_loss,
