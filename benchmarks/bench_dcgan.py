@@ -94,8 +94,9 @@ def minigan_setup(batch, device, seed=0):
     return step, (G, D, real)
 
 
-def torch_setup(torch, batch, device, G_mg, D_mg, real_mg):
-    """The same models in PyTorch, with minigan's initial weights copied in."""
+def torch_dcgan(torch, G_mg, D_mg, device="cpu"):
+    """The 28x28 DCGAN (default widths) as PyTorch modules (G, D), with minigan's weights and
+    batch-norm buffers copied in from ``G_mg`` and ``D_mg``."""
     nn = torch.nn
     G = nn.Sequential(
         nn.ConvTranspose2d(NZ, 256, 7, 1, 0, bias=False), nn.BatchNorm2d(256), nn.ReLU(),
@@ -108,8 +109,12 @@ def torch_setup(torch, batch, device, G_mg, D_mg, real_mg):
     for ours, theirs in ((G_mg.net, G), (D_mg.net, D)):
         state = {k: torch.from_numpy(v) for k, v in ours.state_dict().items()}
         theirs.load_state_dict(state)
-    G.to(device)
-    D.to(device)
+    return G.to(device), D.to(device)
+
+
+def torch_setup(torch, batch, device, G_mg, D_mg, real_mg):
+    """The same models in PyTorch, with minigan's initial weights copied in, and one iteration."""
+    G, D = torch_dcgan(torch, G_mg, D_mg, device)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     real = torch.from_numpy(backend.as_numpy(real_mg.data)).to(device)

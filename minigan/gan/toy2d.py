@@ -66,7 +66,7 @@ class Toy2DConfig:
     steps: int = 30000
     batch: int = 128
     z_dim: int = 2
-    g_hidden: tuple = (256, 256, 256)
+    g_hidden: tuple = (128, 128, 128)
     d_hidden: tuple = (128, 128, 128)
     lr_g: float = None
     lr_d: float = None
