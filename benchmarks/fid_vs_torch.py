@@ -115,7 +115,7 @@ def read_records(path):
 
 def mean_se(values):
     values = np.asarray(values, np.float64)
-    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else None
     return float(values.mean()), float(se)
 
 
@@ -172,7 +172,8 @@ def main(argv=None):
         fid_mean, fid_se = mean_se([r["fid"] for r in mine])
         score_mean, _ = mean_se([r["classifier_score"] for r in mine])
         per_seed = ", ".join(f"{r['seed']}: {r['fid']:.1f}" for r in mine)
-        print(f"{framework:10s} {len(mine):6d} {fid_mean:9.1f} {fid_se:6.1f} {score_mean:6.2f}  "
+        se_text = "-" if fid_se is None else f"{fid_se:.1f}"
+        print(f"{framework:10s} {len(mine):6d} {fid_mean:9.1f} {se_text:>6s} {score_mean:6.2f}  "
               f"{per_seed}")
         summary[framework] = {"seeds": [r["seed"] for r in mine], "fid_mean": fid_mean,
                               "fid_se": fid_se, "score_mean": score_mean}
@@ -180,8 +181,8 @@ def main(argv=None):
     if "minigan" in summary and "torch" in summary:
         ratio = summary["minigan"]["fid_mean"] / summary["torch"]["fid_mean"]
         print(f"FID ratio minigan / torch (means): {ratio:.2f} (target <= 1.25)")
-    print(json_line({"bench": "fid_vs_torch", "iters": args.iters, "summary": summary,
-                     "fid_ratio": ratio}))
+    json_line({"benchmark": "fid_vs_torch", "iters": args.iters, "summary": summary,
+               "fid_ratio": ratio})
     return 0
 
 

@@ -1,0 +1,46 @@
+"""The benchmark scripts run end to end at tiny sizes and print their table and a last JSON line
+(the numbers themselves are measured by running them at full size: see benchmarks/RESULTS.md).
+PyTorch is left out (--no-torch, or only minigan's side) so the tests need only the package."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(name, *args):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.strip().splitlines()
+    return done.stdout, json.loads(lines[-1])
+
+
+def test_bench_dcgan_prints_the_iteration_table_and_json():
+    text, last = run_script("bench_dcgan.py", "--batch", "4", "--repeat", "1", "--warmup", "0",
+                            "--no-torch")
+    assert "One DCGAN iteration on cpu" in text
+    assert last["benchmark"] == "dcgan_iteration" and last["results"][0]["batch"] == 4
+
+
+def test_fid_vs_torch_records_runs_and_skips_them_on_a_second_call(tmp_path):
+    records = tmp_path / "fid.jsonl"
+    args = ["--iters", "2", "--seeds", "0", "1", "--frameworks", "minigan",
+            "--records", str(records)]
+    text, last = run_script("fid_vs_torch.py", *args)
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert [(r["framework"], r["seed"], r["iters"]) for r in rows] == [("minigan", 0, 2),
+                                                                        ("minigan", 1, 2)]
+    # two iterations leave the generator far from the digits: a large FID, and two seeds differ
+    assert all(r["fid"] > 100 for r in rows) and rows[0]["fid"] != rows[1]["fid"]
+    assert last["summary"]["minigan"]["seeds"] == [0, 1]
+    assert last["summary"]["minigan"]["fid_mean"] == pytest.approx(
+        (rows[0]["fid"] + rows[1]["fid"]) / 2)
+    assert last["fid_ratio"] is None   # no PyTorch side in this call
+    text, _ = run_script("fid_vs_torch.py", *args)
+    assert "seed 0: FID" not in text   # nothing retrained: the records had both runs
+    assert len(records.read_text().splitlines()) == 2
