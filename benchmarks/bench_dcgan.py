@@ -112,34 +112,39 @@ def torch_dcgan(torch, G_mg, D_mg, device="cpu"):
     return G.to(device), D.to(device)
 
 
+def torch_train_step(torch, G, D, opt_g, opt_d, real, z):
+    """One PyTorch iteration, the same as minigan.gan.train.train_step: D's update on the real
+    batch and the detached fake one, then G's non-saturating update with D frozen.
+    Returns (loss_d, loss_g) as Python floats."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    ones = torch.ones(real.shape[0], device=real.device)
+    zeros = torch.zeros(real.shape[0], device=real.device)
+    fake = G(z)
+    loss_d = bce(D(real).view(-1), ones) + bce(D(fake.detach()).view(-1), zeros)
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    D.requires_grad_(False)
+    loss_g = bce(D(fake).view(-1), ones)
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+    return loss_d.item(), loss_g.item()
+
+
 def torch_setup(torch, batch, device, G_mg, D_mg, real_mg):
     """The same models in PyTorch, with minigan's initial weights copied in, and one iteration."""
     G, D = torch_dcgan(torch, G_mg, D_mg, device)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     real = torch.from_numpy(backend.as_numpy(real_mg.data)).to(device)
-    ones = torch.ones(batch, device=device)
-    zeros = torch.zeros(batch, device=device)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
 
     def step(z=None):
         """One iteration; z (batch, NZ) NumPy noise, or None to draw it."""
         z = (torch.randn(batch, NZ, 1, 1, device=device) if z is None
              else torch.from_numpy(z).reshape(batch, NZ, 1, 1).to(device))
-        fake = G(z)
-        loss_d = bce(D(real).view(-1), ones) + bce(D(fake.detach()).view(-1), zeros)
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        D.requires_grad_(False)
-        loss_g = bce(D(fake).view(-1), ones)
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        D.requires_grad_(True)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        return loss_d.item(), loss_g.item()
+        return torch_train_step(torch, G, D, opt_g, opt_d, real, z)   # .item() synchronises
     return step
 
 

@@ -47,7 +47,7 @@ from minigan.data import Batches, load_bundled, to_unit_range
 from minigan.gan.models import make_dcgan
 from minigan.gan.train import generate, sample_noise, train_step
 
-from bench_dcgan import NZ, torch_dcgan
+from bench_dcgan import NZ, torch_dcgan, torch_train_step
 
 BATCH, LR, BETAS, N_SAMPLES = 64, 2e-4, (0.5, 0.999), 2000
 
@@ -81,25 +81,12 @@ def train_torch(torch, seed, iters):
     G, D = torch_dcgan(torch, G_mg, D_mg)
     opt_g = torch.optim.Adam(G.parameters(), lr=LR, betas=BETAS)
     opt_d = torch.optim.Adam(D.parameters(), lr=LR, betas=BETAS)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
-    ones, zeros = torch.ones(BATCH), torch.zeros(BATCH)
     for _ in range(iters):
         real = torch.from_numpy(next(batches))
         z = torch.from_numpy(sample_noise(BATCH, NZ).numpy()).reshape(BATCH, NZ, 1, 1)
-        fake = G(z)
-        loss_d = bce(D(real).view(-1), ones) + bce(D(fake.detach()).view(-1), zeros)
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        D.requires_grad_(False)
-        loss_g = bce(D(fake).view(-1), ones)
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        D.requires_grad_(True)
-        if not (math.isfinite(loss_d.item()) and math.isfinite(loss_g.item())):
-            raise FloatingPointError(f"torch run diverged (loss_d {loss_d.item()}, "
-                                     f"loss_g {loss_g.item()})")
+        loss_d, loss_g = torch_train_step(torch, G, D, opt_g, opt_d, real, z)
+        if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
+            raise FloatingPointError(f"torch run diverged (loss_d {loss_d}, loss_g {loss_g})")
     G.eval()
     with torch.no_grad():
         z = torch.from_numpy(final_noise(seed)).reshape(N_SAMPLES, NZ, 1, 1)
@@ -116,7 +103,7 @@ def read_records(path):
 def mean_se(values):
     values = np.asarray(values, np.float64)
     se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else None
-    return float(values.mean()), float(se)
+    return float(values.mean()), None if se is None else float(se)
 
 
 def main(argv=None):
