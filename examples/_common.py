@@ -1,5 +1,6 @@
 """What the image-GAN examples share: common command-line flags, the run folder, checkpoints that
-resume a run exactly, the NaN guard's message, and a progress bar.
+resume a run exactly, the training loop around an example's own iteration (:class:`TrainingRun`:
+progress bar, per-epoch grids, checkpoints, the NaN guard), sample pictures and final metrics.
 
 A run folder holds (names in :class:`RunDir`):
 
@@ -9,27 +10,30 @@ A run folder holds (names in :class:`RunDir`):
     samples_*.png      image grids of a fixed noise batch
     losses.png         loss curves, interpolation.png latent interpolations
 """
-import argparse
 import os
 import sys
 import time
 
+import numpy as np
+
+import minigan as mg
 from minigan import backend, io
 from minigan.data import load_bundled, load_mnist, to_unit_range
-from minigan.gan.train import restore_run_state, run_state
+from minigan.gan.train import NonFiniteLossError, generate, restore_run_state, run_state
 
 
-def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example"):
-    """The flags every image-GAN example takes, with this example's defaults. The default length
-    is ``iters`` iterations, not epochs, so a default run takes the same time whether it finds
-    the bundled 4,500 training digits or full MNIST's 60,000."""
+def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example", width=64,
+                    lr_help="Adam's learning rate, G and D"):
+    """The flags every image-GAN example takes, with this example's defaults (``width``: ngf and
+    ndf). The default length is ``iters`` iterations, not epochs, so a default run takes the same
+    time whether it finds the bundled 4,500 training digits or full MNIST's 60,000."""
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"passes over the training set (default: {iters} iterations)")
     parser.add_argument("--iters", type=int, default=None,
                         help=f"total training iterations; overrides --epochs (default {iters})")
     parser.set_defaults(default_iters=iters)
     parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--lr", type=float, default=lr, help="Adam's learning rate, G and D")
+    parser.add_argument("--lr", type=float, default=lr, help=lr_help)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default=out, help="run folder for images, metrics, checkpoint")
@@ -44,6 +48,16 @@ def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example"):
                         help="train on the bundled 5,000-digit MNIST subset even where full "
                              "MNIST can be found (no download attempt)")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines, no bar")
+    parser.add_argument("--nz", type=int, default=100, help="noise dimension")
+    parser.add_argument("--ngf", type=int, default=width,
+                        help="generator width: its layers have 4*ngf and 2*ngf channels")
+    parser.add_argument("--ndf", type=int, default=width,
+                        help="discriminator (critic) width: its layers have ndf and 2*ndf "
+                             "channels")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="iterations between checkpoints (default: one epoch)")
+    parser.add_argument("--no-metrics", action="store_true",
+                        help="skip the final metrics (FID, classifier score)")
     return parser
 
 
@@ -75,8 +89,11 @@ def check_args(args):
     for name in ("epochs", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             sys.exit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.iters is not None and args.iters < 1:
-        sys.exit(f"--iters must be >= 1, got {args.iters}")
+    for name in ("iters", "nz", "ngf", "ndf"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            sys.exit(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.checkpoint_every < 0:
+        sys.exit(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     if not args.lr > 0:
         sys.exit(f"--lr must be > 0, got {args.lr}")
     if args.device == "cuda" and not backend.cupy_available():
@@ -179,3 +196,147 @@ class Progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+# --- the training loop --------------------------------------------------------------------------
+
+class TrainingRun:
+    """The loop every image-GAN example runs around its own one-iteration function.
+
+    Construction resumes from the run folder's checkpoint when ``args.resume`` (after checking
+    ``config`` against it). :meth:`train` then runs to the requested iteration: after each one it
+    keeps the statistics named in ``stat_names``, updates the progress bar, writes a sample grid
+    at every epoch's end and a checkpoint (with a metrics record of the mean statistics since the
+    last one) every ``--checkpoint-every`` iterations, one epoch by default, and at the end.
+    ``per_epoch``: iterations per epoch; ``images_per_iteration``: real images one iteration
+    uses (for images/s).
+    """
+
+    def __init__(self, args, models, optimizers, loader, config, stat_names, per_epoch,
+                 images_per_iteration):
+        self.args, self.models, self.optimizers, self.loader = args, models, optimizers, loader
+        self.config, self.per_epoch = config, per_epoch
+        self.images_per_iteration = images_per_iteration
+        self.files = RunDir(args.out)
+        self.total = total_iterations(args, per_epoch)
+        self.every = args.checkpoint_every or per_epoch
+        self.history = {name: [] for name in stat_names}
+        self.step, self.train_seconds = 0, 0.0
+        if args.resume:
+            self.step, extra = resume_run(self.files.checkpoint, models, optimizers, loader, config)
+            self.history = {name: [float(v) for v in extra["history"][name]]
+                            for name in stat_names}
+            print(f"resumed {self.files.checkpoint} at iteration {self.step}")
+
+    def train(self, one_iteration, shown, save_grid, on_checkpoint=None):
+        """Train to the requested iteration; True, or False when a loss turned NaN or infinite
+        (the message is printed; the last good checkpoint stays as it was).
+
+        one_iteration(step) -> stats with an attribute per statistic name; shown(stats) -> the
+        dict the progress bar shows; save_grid(path) writes a sample grid; on_checkpoint(record,
+        progress), when given, may add entries to a checkpoint's metrics record."""
+        progress = Progress(self.total, self.step, self.images_per_iteration,
+                            enabled=not self.args.no_progress)
+        started, last_saved = time.perf_counter(), self.step
+        while self.step < self.total:
+            try:
+                stats = one_iteration(self.step + 1)
+            except NonFiniteLossError as e:
+                progress.close()
+                print(diverged_message(e, self.files.checkpoint), file=sys.stderr)
+                return False
+            self.step += 1
+            for name, values in self.history.items():
+                values.append(getattr(stats, name))
+            progress.update(shown(stats))
+            if self.step % self.per_epoch == 0:
+                save_grid(self.files.samples(f"epoch{self.step // self.per_epoch:03d}"))
+            if self.step % self.every == 0 or self.step == self.total:
+                self.checkpoint(last_saved, progress, time.perf_counter() - started,
+                                on_checkpoint)
+                last_saved = self.step
+        progress.close()
+        self.train_seconds = time.perf_counter() - started
+        return True
+
+    def checkpoint(self, last_saved, progress, elapsed, on_checkpoint=None):
+        """Save the run's state, and append the mean statistics since ``last_saved``."""
+        extra = {"config": self.config,
+                 "history": {name: np.asarray(v, np.float64) for name, v in self.history.items()}}
+        save_run(self.files.checkpoint, self.models, self.optimizers, self.step, self.loader, extra)
+        record = {"step": self.step, "epoch": self.step / self.per_epoch,
+                  **{name: float(np.mean(v[last_saved:self.step]))
+                     for name, v in self.history.items()},
+                  "images_per_s": progress.images_per_second(), "elapsed_s": elapsed}
+        if on_checkpoint is not None:
+            on_checkpoint(record, progress)
+        io.append_jsonl(self.files.metrics, record)
+
+    def finish(self, record):
+        """Append the final metrics record (``record`` plus the step and training time) and say
+        what was written."""
+        record = {"final": True, **record, "step": self.step, "train_seconds": self.train_seconds}
+        io.append_jsonl(self.files.metrics, record)
+        print(f"trained to iteration {self.step}; this session {self.train_seconds:.1f} s of "
+              "training")
+        written = [self.files.samples("final"), self.files.losses, self.files.interpolation,
+                   self.files.metrics, self.files.checkpoint]
+        print("wrote " + ", ".join(path for path in written if os.path.exists(path)))
+        return record
+
+
+# --- pictures and final metrics -----------------------------------------------------------------
+
+def fixed_noise(n, nz, seed):
+    """The noise behind every sample grid: its own generator, so drawing it does not move the
+    training noise stream (and a resumed run draws the very same batch)."""
+    return np.random.default_rng([seed, 1]).standard_normal((n, nz)).astype(np.float32)
+
+
+def slerp(z1, z2, t):
+    """Spherical interpolation from z1 (t = 0) to z2 (t = 1), along the great circle: unlike a
+    straight line it keeps the norm that Gaussian noise in many dimensions concentrates at."""
+    cos = np.dot(z1, z2) / (np.linalg.norm(z1) * np.linalg.norm(z2))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-6:
+        return (1 - t) * z1 + t * z2
+    return (np.sin((1 - t) * omega) * z1 + np.sin(t * omega) * z2) / np.sin(omega)
+
+
+INTERPOLATION_STEPS = 10   # images per row of interpolation.png
+
+
+def interpolation_noise(nz, seed, rows=8, cols=INTERPOLATION_STEPS):
+    """(rows * cols, nz): row r walks in ``cols`` steps from one noise vector z1_r to another z2_r."""
+    rng = np.random.default_rng([seed, 2])
+    ends = rng.standard_normal((rows, 2, nz))
+    ts = np.linspace(0.0, 1.0, cols)
+    return np.stack([slerp(z1, z2, t) for z1, z2 in ends for t in ts]).astype(np.float32)
+
+
+def save_samples(G, z, path, device, nrow=8):
+    """G(z) (evaluation mode) as a PNG grid of ``nrow`` images per row."""
+    images = generate(G, mg.Tensor(backend.to_device(z, device)))
+    return io.save_image_grid(backend.as_numpy(images), path, nrow=nrow, scale=2)
+
+
+def final_metrics(G, args, device, n=2000):
+    """FID against real held-out digits, classifier score and class shares of n samples, when
+    ``minigan.metrics`` is available (and the data are digits); otherwise a note and {}."""
+    if args.dataset != "mnist":
+        print(f"note: the metrics look through an MNIST digit classifier; skipped for {args.dataset}")
+        return {}
+    try:
+        from minigan import metrics
+    except ImportError as e:
+        print(f"note: minigan.metrics is not available ({e}); no FID or classifier score")
+        return {}
+    z = np.random.default_rng([args.seed, 3]).standard_normal((n, args.nz)).astype(np.float32)
+    samples = backend.as_numpy(generate(G, mg.Tensor(backend.to_device(z, device))))
+    try:
+        result = metrics.evaluate_images(samples)
+    except (OSError, ValueError) as e:   # e.g. the classifier's weights file is missing
+        print(f"note: metrics could not be computed: {e}")
+        return {}
+    print(metrics.format_metrics(result))
+    return result

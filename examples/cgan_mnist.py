@@ -24,7 +24,6 @@ stops training before any update is made with it and keeps the last good checkpo
 """
 import argparse
 import sys
-import time
 
 import numpy as np
 
@@ -33,10 +32,9 @@ from minigan import backend, io, optim
 from minigan.data import Batches, load_bundled, load_mnist, to_unit_range
 from minigan.gan.conditional import (conditional_train_step, generate_conditional,
                                      label_accuracy, make_conditional_dcgan)
-from minigan.gan.train import NonFiniteLossError, sample_noise
+from minigan.gan.train import sample_noise
 
-from ._common import (Progress, RunDir, add_common_args, check_args, diverged_message, resume_run,
-                      save_run, total_iterations)
+from ._common import TrainingRun, add_common_args, check_args
 
 # Iterations of the default run (36 epochs of the bundled digits), chosen from measured label
 # accuracy with ngf = ndf = 32: over 90% from about iteration 1,400 on (20 samples per digit),
@@ -50,21 +48,9 @@ DIGITS = 10
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_args(parser, iters=DEFAULT_ITERS, out="runs/cgan_mnist")
-    parser.add_argument("--nz", type=int, default=100, help="noise dimension")
-    parser.add_argument("--ngf", type=int, default=32,
-                        help="generator width: its layers have 4*ngf and 2*ngf channels")
-    parser.add_argument("--ndf", type=int, default=32,
-                        help="discriminator width: its layers have ndf and 2*ndf channels")
-    parser.add_argument("--checkpoint-every", type=int, default=0,
-                        help="iterations between checkpoints (default: one epoch)")
-    parser.add_argument("--no-metrics", action="store_true",
-                        help="skip label accuracy, FID and classifier score")
+    add_common_args(parser, iters=DEFAULT_ITERS, out="runs/cgan_mnist", width=32)
     args = parser.parse_args(argv)
     check_args(args)
-    for name in ("nz", "ngf", "ndf"):
-        if getattr(args, name) < 1:
-            sys.exit(f"--{name} must be >= 1, got {getattr(args, name)}")
     return args
 
 
@@ -128,7 +114,6 @@ def final_metrics(G, args, device, classifier, per_class=200):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = RunDir(args.out)
     mg.manual_seed(args.seed)
     device = args.device
 
@@ -140,74 +125,40 @@ def main(argv=None):
     D.to(device)
     opt_g = optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_d = optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    models, optimizers = {"G": G, "D": D}, {"G": opt_g, "D": opt_d}
     classifier = None if args.no_metrics or args.dataset != "mnist" else load_metrics_classifier()
-
-    total = total_iterations(args, len(loader))
-    every = args.checkpoint_every or len(loader)
+    # settings a resumed run must share with the checkpoint to continue it exactly
     config = {"dataset": args.dataset, "images": len(images), "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf}
-    history = {name: [] for name in STAT_NAMES}
-    step = 0
-    if args.resume:
-        step, extra = resume_run(run.checkpoint, models, optimizers, loader, config)
-        history = {name: [float(v) for v in extra["history"][name]] for name in STAT_NAMES}
-        print(f"resumed {run.checkpoint} at iteration {step}")
+    run = TrainingRun(args, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, loader, config,
+                      STAT_NAMES, per_epoch=len(loader), images_per_iteration=args.batch_size)
     print(f"{described}; {len(loader)} batches of {args.batch_size} per epoch; "
-          f"training to iteration {total} on {device}; writing to {run.folder}")
+          f"training to iteration {run.total} on {device}; writing to {run.files.folder}")
 
     z_grid, y_grid = grid_inputs(args.nz, args.seed)
     batches = loader.forever()
-    progress = Progress(total, step, args.batch_size, enabled=not args.no_progress)
-    started, last_saved = time.perf_counter(), step
 
-    def checkpoint():
-        extra = {"config": config,
-                 "history": {name: np.asarray(v, np.float64) for name, v in history.items()}}
-        save_run(run.checkpoint, models, optimizers, step, loader, extra)
-        record = {"step": step, "epoch": step / len(loader),
-                  **{name: float(np.mean(history[name][last_saved:step])) for name in STAT_NAMES},
-                  "images_per_s": progress.images_per_second(),
-                  "elapsed_s": time.perf_counter() - started}
-        if classifier is not None:   # cheap (200 samples) and outside the training streams
-            record["label_accuracy"] = label_accuracy(G, classifier, 20, seed=args.seed).accuracy
-            progress.write(f"iteration {step}: label accuracy {record['label_accuracy']:.3f}")
-        io.append_jsonl(run.metrics, record)
-
-    while step < total:
+    def one_iteration(step):
         real, y = next(batches)
         z = sample_noise(args.batch_size, args.nz, device)
-        try:
-            stats = conditional_train_step(G, D, opt_g, opt_d, mg.Tensor(real), y, z, step=step + 1)
-        except NonFiniteLossError as e:
-            progress.close()
-            print(diverged_message(e, run.checkpoint), file=sys.stderr)
-            return 1
-        step += 1
-        for name in STAT_NAMES:
-            history[name].append(getattr(stats, name))
-        progress.update({"D": stats.loss_d, "G": stats.loss_g,
-                         "D(x)": stats.d_real, "D(G(z))": stats.d_fake})
-        if step % len(loader) == 0:
-            save_grid(G, z_grid, y_grid, run.samples(f"epoch{step // len(loader):03d}"), device)
-        if step % every == 0 or step == total:
-            checkpoint()
-            last_saved = step
-    progress.close()
-    train_seconds = time.perf_counter() - started
+        return conditional_train_step(G, D, opt_g, opt_d, mg.Tensor(real), y, z, step=step)
 
-    save_grid(G, z_grid, y_grid, run.samples("final"), device)
-    if history["loss_d"]:
-        io.plot_curves({"D loss": history["loss_d"], "G loss": history["loss_g"]}, run.losses,
-                       title="conditional DCGAN on MNIST", xlabel="iteration", ylabel="loss")
-    record = {"final": True, "step": step, "train_seconds": train_seconds}
-    if classifier is not None:
-        record.update(final_metrics(G, args, device, classifier))
-    io.append_jsonl(run.metrics, record)
-    print("final: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                for k, v in record.items()
-                                if k != "final" and not isinstance(v, np.ndarray)))
-    print(f"wrote {run.samples('final')}, {run.losses}, {run.metrics}, {run.checkpoint}")
+    def shown(stats):
+        return {"D": stats.loss_d, "G": stats.loss_g, "D(x)": stats.d_real, "D(G(z))": stats.d_fake}
+
+    def on_checkpoint(record, progress):
+        if classifier is not None:   # cheap (200 samples) and outside the training streams
+            record["label_accuracy"] = label_accuracy(G, classifier, 20, seed=args.seed).accuracy
+            progress.write(f"iteration {run.step}: label accuracy {record['label_accuracy']:.3f}")
+
+    if not run.train(one_iteration, shown, lambda path: save_grid(G, z_grid, y_grid, path, device),
+                     on_checkpoint):
+        return 1
+    save_grid(G, z_grid, y_grid, run.files.samples("final"), device)
+    if run.history["loss_d"]:
+        io.plot_curves({"D loss": run.history["loss_d"], "G loss": run.history["loss_g"]},
+                       run.files.losses, title="conditional DCGAN on MNIST", xlabel="iteration",
+                       ylabel="loss")
+    run.finish({} if classifier is None else final_metrics(G, args, device, classifier))
     return 0
 
 

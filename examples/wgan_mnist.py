@@ -29,19 +29,14 @@ any update is made with it, as in the DCGAN example.
 """
 import argparse
 import sys
-import time
-
-import numpy as np
 
 import minigan as mg
 from minigan import backend, io, optim
 from minigan.data import Batches
-from minigan.gan.train import NonFiniteLossError
 from minigan.gan.wgan import make_wgan, wgan_train_step
 
-from ._common import (Progress, RunDir, add_common_args, check_args, diverged_message,
-                      load_training_images, resume_run, save_run, total_iterations)
-from .dcgan_mnist import final_metrics, fixed_noise, interpolation_noise, save_samples
+from ._common import (INTERPOLATION_STEPS, TrainingRun, add_common_args, check_args, final_metrics,
+                      fixed_noise, interpolation_noise, load_training_images, save_samples)
 
 # Generator iterations of the default runs. An iteration runs G six times (five critic steps and
 # a generator step), and a WGAN-GP critic step differentiates the critic twice: measured side by
@@ -57,7 +52,9 @@ STAT_NAMES = ("loss_critic", "loss_g", "wasserstein", "gp")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_args(parser, iters=DEFAULT_ITERS["wgan"], lr=None, out=None)
+    add_common_args(parser, iters=DEFAULT_ITERS["wgan"], lr=None, out=None, width=DEFAULT_WIDTH,
+                    lr_help="learning rate of G and the critic (default: the paper's, RMSprop "
+                            "5e-5 for WGAN, Adam 1e-4 for WGAN-GP)")
     parser.add_argument("--gp", action="store_true",
                         help="WGAN-GP: gradient penalty and Adam (default: WGAN, weight clipping "
                              f"and RMSprop); its default length is {DEFAULT_ITERS['wgan-gp']} "
@@ -68,16 +65,7 @@ def parse_args(argv=None):
                         help="WGAN: clip critic weights to [-clip, clip]")
     parser.add_argument("--gp-lambda", type=float, default=SETTINGS["wgan-gp"]["gp_lambda"],
                         help="WGAN-GP: the penalty's weight lambda")
-    parser.add_argument("--nz", type=int, default=100, help="noise dimension")
-    parser.add_argument("--ngf", type=int, default=DEFAULT_WIDTH,
-                        help="generator width: its layers have 4*ngf and 2*ngf channels")
-    parser.add_argument("--ndf", type=int, default=DEFAULT_WIDTH,
-                        help="critic width: its layers have ndf and 2*ndf channels")
-    parser.add_argument("--checkpoint-every", type=int, default=0,
-                        help="iterations between checkpoints (default: one epoch)")
     parser.add_argument("--samples", type=int, default=64, help="images in each sample grid")
-    parser.add_argument("--no-metrics", action="store_true",
-                        help="skip the final FID / classifier-score metrics")
     args = parser.parse_args(argv)
     args.mode = "wgan-gp" if args.gp else "wgan"
     args.default_iters = DEFAULT_ITERS[args.mode]
@@ -86,7 +74,7 @@ def parse_args(argv=None):
     if args.out is None:
         args.out = "runs/wgan_gp_mnist" if args.gp else "runs/wgan_mnist"
     check_args(args)
-    for name in ("nz", "ngf", "ndf", "samples", "n_critic"):
+    for name in ("samples", "n_critic"):
         if getattr(args, name) < 1:
             sys.exit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("clip", "gp_lambda"):
@@ -107,7 +95,6 @@ def make_optimizers(G, critic, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    run = RunDir(args.out)
     mg.manual_seed(args.seed)
     device = args.device
 
@@ -118,81 +105,44 @@ def main(argv=None):
     G.to(device)
     critic.to(device)
     opt_g, opt_c = make_optimizers(G, critic, args)
-    models, optimizers = {"G": G, "critic": critic}, {"G": opt_g, "critic": opt_c}
     constraint = ({"gp_lambda": args.gp_lambda} if args.gp else {"clip": args.clip})
-
+    # an iteration draws n_critic real batches, so an epoch has len(loader) // n_critic of them
     per_epoch = max(1, len(loader) // args.n_critic)
-    total = total_iterations(args, per_epoch)
-    every = args.checkpoint_every or per_epoch
     # settings a resumed run must share with the checkpoint to continue it exactly
     config = {"mode": args.mode, "dataset": args.dataset, "images": len(images),
               "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "nz": args.nz,
               "ngf": args.ngf, "ndf": args.ndf, "n_critic": args.n_critic, **constraint}
-    history = {name: [] for name in STAT_NAMES}
-    step = 0
-    if args.resume:
-        step, extra = resume_run(run.checkpoint, models, optimizers, loader, config)
-        history = {name: [float(v) for v in extra["history"][name]] for name in STAT_NAMES}
-        print(f"resumed {run.checkpoint} at iteration {step}")
+    run = TrainingRun(args, {"G": G, "critic": critic}, {"G": opt_g, "critic": opt_c}, loader,
+                      config, STAT_NAMES, per_epoch=per_epoch,
+                      images_per_iteration=args.batch_size * args.n_critic)
     print(f"{args.mode.upper()}: {described}; {per_epoch} iterations of {args.n_critic} critic "
-          f"steps per epoch (batch {args.batch_size}); training to iteration {total} on "
-          f"{device}; writing to {run.folder}")
+          f"steps per epoch (batch {args.batch_size}); training to iteration {run.total} on "
+          f"{device}; writing to {run.files.folder}")
 
     z_grid = fixed_noise(args.samples, args.nz, args.seed)
     batches = loader.forever()
-    # images/s counts the real images the critic sees: n_critic batches per iteration
-    progress = Progress(total, step, args.batch_size * args.n_critic,
-                        enabled=not args.no_progress)
-    started, last_saved = time.perf_counter(), step
 
-    def checkpoint():
-        extra = {"config": config,
-                 "history": {name: np.asarray(v, np.float64) for name, v in history.items()}}
-        save_run(run.checkpoint, models, optimizers, step, loader, extra)
-        means = {name: float(np.mean(history[name][last_saved:step])) for name in STAT_NAMES}
-        io.append_jsonl(run.metrics, {"step": step, "epoch": step / per_epoch, **means,
-                                      "images_per_s": progress.images_per_second(),
-                                      "elapsed_s": time.perf_counter() - started})
+    def one_iteration(step):
+        return wgan_train_step(G, critic, opt_g, opt_c, lambda: mg.Tensor(next(batches)),
+                               args.nz, args.n_critic, step=step, **constraint)
 
-    while step < total:
-        try:
-            stats = wgan_train_step(G, critic, opt_g, opt_c, lambda: mg.Tensor(next(batches)),
-                                    args.nz, args.n_critic, step=step + 1, **constraint)
-        except NonFiniteLossError as e:
-            progress.close()
-            print(diverged_message(e, run.checkpoint), file=sys.stderr)
-            return 1
-        step += 1
-        for name in STAT_NAMES:
-            history[name].append(getattr(stats, name))
-        progress.update({"critic": stats.loss_critic, "G": stats.loss_g, "W": stats.wasserstein,
-                         **({"GP": stats.gp} if args.gp else {})})
-        if step % per_epoch == 0:
-            save_samples(G, z_grid, run.samples(f"epoch{step // per_epoch:03d}"), device)
-        if step % every == 0 or step == total:
-            checkpoint()
-            last_saved = step
-    progress.close()
-    train_seconds = time.perf_counter() - started
+    def shown(stats):
+        return {"critic": stats.loss_critic, "G": stats.loss_g, "W": stats.wasserstein,
+                **({"GP": stats.gp} if args.gp else {})}
 
-    save_samples(G, z_grid, run.samples("final"), device)
-    save_samples(G, interpolation_noise(args.nz, args.seed), run.interpolation, device)
-    if history["loss_critic"]:
-        curves = {"critic loss": history["loss_critic"], "G loss": history["loss_g"],
-                  "Wasserstein estimate": history["wasserstein"]}
+    if not run.train(one_iteration, shown, lambda path: save_samples(G, z_grid, path, device)):
+        return 1
+    save_samples(G, z_grid, run.files.samples("final"), device)
+    save_samples(G, interpolation_noise(args.nz, args.seed), run.files.interpolation, device,
+                 nrow=INTERPOLATION_STEPS)
+    if run.history["loss_critic"]:
+        curves = {"critic loss": run.history["loss_critic"], "G loss": run.history["loss_g"],
+                  "Wasserstein estimate": run.history["wasserstein"]}
         if args.gp:
-            curves["gradient penalty"] = history["gp"]
-        io.plot_curves(curves, run.losses, title=f"{args.mode.upper()} on MNIST",
+            curves["gradient penalty"] = run.history["gp"]
+        io.plot_curves(curves, run.files.losses, title=f"{args.mode.upper()} on MNIST",
                        xlabel="generator iteration", ylabel="loss / estimate")
-    record = {"final": True, "mode": args.mode, "step": step, "train_seconds": train_seconds}
-    if not args.no_metrics:
-        record.update(final_metrics(G, args, device))
-    io.append_jsonl(run.metrics, record)
-    print("final: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                for k, v in record.items()
-                                if k != "final" and not isinstance(v, np.ndarray)))
-    print(f"wrote {run.samples('final')}, {run.losses}, {run.interpolation}, {run.metrics}, "
-          f"{run.checkpoint}")
+    run.finish({"mode": args.mode, **({} if args.no_metrics else final_metrics(G, args, device))})
     return 0
 
 
