@@ -263,7 +263,8 @@ class Function:
                         f"{cls.__name__}: expected all tensors on the same device, got "
                         f"{device} and {t.device}; move them with .to(device) first")
         fn = cls()
-        fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        # under no_grad nothing will be differentiated, so no input wants a gradient
+        fn.needs_input_grad = tuple(_grad_enabled and t.requires_grad for t in inputs)
         if _profile is not None:
             start = time.perf_counter()
         y = fn.forward(*[t.data for t in inputs], **params)

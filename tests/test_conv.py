@@ -352,3 +352,29 @@ def test_bad_stride_and_padding():
 def test_transposed_output_size_not_positive():
     with pytest.raises(ValueError, match="output size -1 is not positive"):
         F.conv_transpose2d(_t(1, 1, 1, 1), _t(1, 1, 3, 3), padding=2)
+
+
+def test_conv2d_keeps_patches_only_for_a_weight_gradient_and_frees_them_in_backward():
+    """The op keeps x's im2col matrix from forward to backward only when the weight will want a
+    gradient (requires_grad and grad mode on), and drops it once the weight gradient used it."""
+    import minigan as mg
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    y = F.conv2d(x, w, stride=2, padding=1)
+    assert y.creator.patches is not None
+    g = rng.standard_normal(y.shape)
+    fn = y.creator
+    y.backward(Tensor(g))
+    assert getattr(fn, "patches", None) is None   # dropped (the engine also frees the graph)
+    gw_kept = w.grad.numpy().copy()
+    w.grad = None
+    # the same weight gradient as the kernel gives when it gathers the patches itself
+    from minigan import kernels
+    gathered = kernels.conv2d_grad_weight(x.numpy(), g, (3, 3), (2, 2), (1, 1))
+    np.testing.assert_allclose(gw_kept, gathered, rtol=1e-12, atol=1e-12)
+    x2 = Tensor(x.numpy(), requires_grad=False)
+    frozen = Tensor(w.numpy(), requires_grad=False)
+    assert F.conv2d(x, frozen, stride=2, padding=1).creator.patches is None
+    with mg.no_grad():
+        assert F.conv2d(x2, w, stride=2, padding=1).creator is None

@@ -180,6 +180,37 @@ def test_conv_chunking_gives_the_same_result(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("chunk_bytes", [cpu_conv.CHUNK_BYTES, 1])
+def test_kept_patches_give_the_weight_gradient_of_gathering_them_again(monkeypatch, chunk_bytes):
+    """conv2d(keep_patches=True) returns y unchanged and the im2col matrix of x, which
+    conv2d_grad_weight then uses instead of gathering it (whole batch and one-image chunks)."""
+    monkeypatch.setattr(cpu_conv, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 4))
+    g = rng.standard_normal((5, 4, 5, 4))
+    args = ((2, 2), (1, 1))
+    y, patches = K.conv2d(x, w, *args, keep_patches=True)
+    assert patches.shape == (5 * 5 * 4, 3 * 3 * 4)
+    np.testing.assert_array_equal(y, K.conv2d(x, w, *args))
+    x_before = x.copy()
+    x += 1.0   # patches hold the forward's x: changing x afterwards does not reach them
+    kept = K.conv2d_grad_weight(x_before, g, (3, 4), *args, patches=patches)
+    np.testing.assert_allclose(kept, K.conv2d_grad_weight(x_before, g, (3, 4), *args),
+                               rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(K.conv2d_grad_weight(x, g, (3, 4), *args, patches=patches), kept)
+    with pytest.raises(ValueError, match="patches .* do not belong to x"):
+        K.conv2d_grad_weight(x[:4], g[:4], (3, 4), *args, patches=patches)
+
+
+def test_patches_are_not_kept_for_dense_kernels_or_beyond_the_size_limit(monkeypatch):
+    x = np.ones((2, 3, 4, 4))
+    assert K.conv2d(x, np.ones((5, 3, 4, 4)), keep_patches=True)[1] is None   # one GEMM
+    monkeypatch.setattr(cpu_conv, "KEEP_PATCHES_BYTES", 8)
+    y, patches = K.conv2d(x, np.ones((5, 3, 3, 3)), keep_patches=True)
+    assert patches is None and y.shape == (2, 5, 2, 2)
+
+
 @pytest.fixture
 def split_every_call(monkeypatch):
     """Make every kernel call share its tasks over the threads, however small the arrays."""

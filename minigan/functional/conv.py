@@ -34,15 +34,22 @@ def _bias_grad(gy):
 class Conv2d(Function):
     def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0)):
         self.stride, self.padding = stride, padding
-        return _add_bias(kernels.conv2d(x, w, stride, padding), b)
+        # When w will want a gradient, keep x's gathered patches (im2col) for it: the weight
+        # gradient multiplies exactly those, so gathering them again would repeat the work.
+        if self.needs_input_grad[1]:
+            y, self.patches = kernels.conv2d(x, w, stride, padding, keep_patches=True)
+        else:
+            y, self.patches = kernels.conv2d(x, w, stride, padding), None
+        return _add_bias(y, b)
 
     def backward(self, gy):
         x, w = self.inputs[:2]
         need = self.needs_input_grad
+        patches, self.patches = self.patches, None   # used once; the memory goes back now
         gx = (ConvTranspose2d.apply(gy, w, stride=self.stride, padding=self.padding,
                                     out_hw=x.shape[2:]) if need[0] else None)
         gw = (Conv2dWeightGrad.apply(x, gy, kernel_hw=w.shape[2:], stride=self.stride,
-                                     padding=self.padding) if need[1] else None)
+                                     padding=self.padding, patches=patches) if need[1] else None)
         if len(self.inputs) == 2:
             return gx, gw
         return gx, gw, (_bias_grad(gy) if need[2] else None)
@@ -71,9 +78,9 @@ class Conv2dWeightGrad(Function):
 
     Bilinear in (x, gy), so its backward is a convolution in each argument."""
 
-    def forward(self, x, gy, kernel_hw, stride, padding):
+    def forward(self, x, gy, kernel_hw, stride, padding, patches=None):
         self.kernel_hw, self.stride, self.padding = tuple(kernel_hw), stride, padding
-        return kernels.conv2d_grad_weight(x, gy, self.kernel_hw, stride, padding)
+        return kernels.conv2d_grad_weight(x, gy, self.kernel_hw, stride, padding, patches=patches)
 
     def backward(self, ggw):
         x, gy = self.inputs

@@ -9,10 +9,11 @@ together), makes its arguments C-contiguous, then calls the implementation for t
 Functions (shapes: x (N, C, H, W), w (O, C, kh, kw), gy (N, O, Ho, Wo),
 Ho = (H + 2*ph - kh)//sh + 1, Wo likewise):
 
-* ``conv2d(x, w, stride, padding) -> y``: cross-correlation, zero padding, no bias.
+* ``conv2d(x, w, stride, padding) -> y``: cross-correlation, zero padding, no bias; with
+  ``keep_patches=True`` -> (y, patches), patches for conv2d_grad_weight to reuse (or None).
 * ``conv2d_grad_input(gy, w, input_hw, stride, padding) -> gx``: the adjoint of conv2d in x; also
   ConvTranspose2d's forward with weight (in=O, out=C, kh, kw), ``input_hw`` picking the output size.
-* ``conv2d_grad_weight(x, gy, kernel_hw, stride, padding) -> gw`` (O, C, kh, kw).
+* ``conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None) -> gw`` (O, C, kh, kw).
 * ``batchnorm_stats(x) -> (mean, var)`` per channel, shapes (C,), var biased; x (N, C) or NCHW.
 * ``batchnorm_forward(x, mean, invstd, weight, bias) -> y = (x - mean)*invstd*weight + bias``.
 * ``batchnorm_backward(gy, x, mean, invstd, weight) -> (gx, gweight, gbias)``, training mode.
@@ -90,15 +91,18 @@ def _check_gy(gy, N, O, out_hw, what):
 
 # --- convolution --------------------------------------------------------------------------------
 
-def conv2d(x, w, stride=(1, 1), padding=(0, 0)):
-    """y (N, O, Ho, Wo) = sum_{c,a,b} w[o,c,a,b] * x[n, c, i*sh-ph+a, j*sw-pw+b] (zero padded)."""
+def conv2d(x, w, stride=(1, 1), padding=(0, 0), keep_patches=False):
+    """y (N, O, Ho, Wo) = sum_{c,a,b} w[o,c,a,b] * x[n, c, i*sh-ph+a, j*sw-pw+b] (zero padded).
+
+    keep_patches=True returns (y, patches): what conv2d_grad_weight(x, ...) can reuse instead of
+    gathering x's patches again (None where the kernel keeps nothing: the GPU, dense kernels)."""
     x, w = _prepare(("x", "w"), (x, w), ((4,), (4,)))
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"conv2d: input x {tuple(x.shape)} has {x.shape[1]} channels but weight "
                          f"{tuple(w.shape)} expects {w.shape[1]}")
     _conv_out_hw(x.shape[2:], w.shape[2:], stride, padding)
-    return _impl(x, w).conv2d(x, w, stride, padding)
+    return _impl(x, w).conv2d(x, w, stride, padding, keep_patches=keep_patches)
 
 
 def conv2d_grad_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0)):
@@ -115,15 +119,17 @@ def conv2d_grad_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0)):
     return _impl(gy, w).conv2d_grad_input(gy, w, input_hw, stride, padding)
 
 
-def conv2d_grad_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0)):
-    """gw (O, C, kh, kw) = sum_{n,i,j} gy[n,o,i,j] * x[n, c, i*sh-ph+a, j*sw-pw+b]."""
+def conv2d_grad_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), patches=None):
+    """gw (O, C, kh, kw) = sum_{n,i,j} gy[n,o,i,j] * x[n, c, i*sh-ph+a, j*sw-pw+b].
+
+    patches: what conv2d(x, ..., keep_patches=True) returned with the same x, or None."""
     x, gy = _prepare(("x", "gy"), (x, gy), ((4,), (4,)))
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     kernel_hw = _pair(kernel_hw, "kernel_hw", 1)
     out_hw = _conv_out_hw(x.shape[2:], kernel_hw, stride, padding)
     _check_gy(gy, x.shape[0], gy.shape[1], out_hw,
               f"input {tuple(x.shape)} with kernel {kernel_hw}, stride {stride}, padding {padding}")
-    return _impl(x, gy).conv2d_grad_weight(x, gy, kernel_hw, stride, padding)
+    return _impl(x, gy).conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=patches)
 
 
 # --- batch normalisation ------------------------------------------------------------------------

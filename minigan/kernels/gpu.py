@@ -134,7 +134,7 @@ def _batch_major(a):
     return _cp().ascontiguousarray(a.transpose(1, 0, 2))
 
 
-def conv2d(x, w, stride, padding):
+def conv2d(x, w, stride, padding, keep_patches=False):
     """Cross-correlation y[n, o, p, q] = sum_{c,i,j} w[o, c, i, j] * xpad[n, c, p*sh + i, q*sw + j].
 
     x (N, C, H, W), w (O, C, kh, kw), stride (sh, sw), padding (ph, pw) -> y (N, O, Ho, Wo) with
@@ -150,7 +150,9 @@ def conv2d(x, w, stride, padding):
     sh, sw, ph, pw, Ho, Wo = _conv_geometry(H, W, kh, kw, stride, padding)
     cols = _im2col(x, kh, kw, sh, sw, ph, pw, Ho, Wo)
     y = _cp().matmul(w.reshape(O, C * kh * kw), cols)          # (O, N*L)
-    return _batch_major(y.reshape(O, N, Ho * Wo)).reshape(N, O, Ho, Wo)
+    y = _batch_major(y.reshape(O, N, Ho * Wo)).reshape(N, O, Ho, Wo)
+    # keep_patches: the GPU keeps none (the weight gradient gathers them again), as (y, None)
+    return (y, None) if keep_patches else y
 
 
 def _gy_channel_major(gy):
@@ -184,8 +186,13 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding):
     return _col2im(gcols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
 
 
-def conv2d_grad_weight(x, gy, kernel_hw, stride, padding):
-    """gw[o, c, i, j] = sum_{n,p,q} gy[n, o, p, q] * xpad[n, c, p*sh + i, q*sw + j], shape (O, C, kh, kw)."""
+def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None):
+    """gw[o, c, i, j] = sum_{n,p,q} gy[n, o, p, q] * xpad[n, c, p*sh + i, q*sw + j], shape (O, C, kh, kw).
+
+    ``patches`` must be None here: conv2d on the GPU keeps none."""
+    if patches is not None:
+        raise ValueError("conv2d_grad_weight: the GPU kernels take no kept patches (got an array "
+                         "from the CPU's conv2d?)")
     x = _array("x", x, 4)
     gy = _array("gy", gy, 4, x.dtype)
     N, C, H, W = x.shape
