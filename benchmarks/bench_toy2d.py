@@ -41,9 +41,12 @@ PUBLISHED = [
 # row name -> changes to GOAL_CONFIGS[data] (the rows that change the loss take that loss's
 # own learning rates, betas and critic steps); the table marks the row equal to the goal's
 CONFIGS = {
-    "GAN": {"loss": "gan", "pack": 1},
+    "GAN": {"loss": "gan", "pack": 1, "steps": 30000},
     "PacGAN2": {"loss": "gan", "pack": 2},
-    "PacGAN4": {"loss": "gan", "pack": 4},
+    "PacGAN2-30k": {"loss": "gan", "pack": 2, "steps": 30000},
+    "PacGAN4": {"loss": "gan", "pack": 4, "steps": 30000},
+    # the same number of samples seen in half the updates, each on twice the batch
+    "PacGAN2-b256": {"loss": "gan", "pack": 2, "batch": 256, "steps": 15000},
     "WGAN-GP": {"loss": "wgan-gp", "pack": 1, "lr_g": None, "lr_d": None, "betas": None,
                 "d_steps": None},
     "WGAN": {"loss": "wgan", "pack": 1, "lr_g": None, "lr_d": None, "betas": None,
