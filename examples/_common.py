@@ -320,6 +320,13 @@ def save_samples(G, z, path, device, nrow=8):
     return io.save_image_grid(backend.as_numpy(images), path, nrow=nrow, scale=2)
 
 
+def save_final_pictures(run, G, z_grid, args, device):
+    """A run's last sample grid (the fixed noise ``z_grid``) and its latent interpolation."""
+    save_samples(G, z_grid, run.files.samples("final"), device)
+    save_samples(G, interpolation_noise(args.nz, args.seed), run.files.interpolation, device,
+                 nrow=INTERPOLATION_STEPS)
+
+
 def final_metrics(G, args, device, n=2000):
     """FID against real held-out digits, classifier score and class shares of n samples, when
     ``minigan.metrics`` is available (and the data are digits); otherwise a note and {}."""

@@ -30,8 +30,8 @@ from minigan.data import Batches
 from minigan.gan.models import make_dcgan
 from minigan.gan.train import sample_noise, train_step
 
-from ._common import (INTERPOLATION_STEPS, TrainingRun, add_common_args, check_args, final_metrics,
-                      fixed_noise, interpolation_noise, load_training_images, save_samples)
+from ._common import (TrainingRun, add_common_args, check_args, final_metrics, fixed_noise,
+                      load_training_images, save_final_pictures, save_samples)
 
 # Iterations of the default run (29 epochs of the bundled 4,500 digits), from measured speed: an
 # iteration at batch 64 costs about 0.26 s of CPU time single-threaded here (PyTorch: 0.22 s);
@@ -87,9 +87,7 @@ def main(argv=None):
 
     if not run.train(one_iteration, shown, lambda path: save_samples(G, z_grid, path, device)):
         return 1
-    save_samples(G, z_grid, run.files.samples("final"), device)
-    save_samples(G, interpolation_noise(args.nz, args.seed), run.files.interpolation, device,
-                 nrow=INTERPOLATION_STEPS)
+    save_final_pictures(run, G, z_grid, args, device)
     if run.history["loss_d"]:
         io.plot_curves({"D loss": run.history["loss_d"], "G loss": run.history["loss_g"]},
                        run.files.losses, title="DCGAN on MNIST", xlabel="iteration", ylabel="loss")

@@ -35,8 +35,8 @@ from minigan import backend, io, optim
 from minigan.data import Batches
 from minigan.gan.wgan import make_wgan, wgan_train_step
 
-from ._common import (INTERPOLATION_STEPS, TrainingRun, add_common_args, check_args, final_metrics,
-                      fixed_noise, interpolation_noise, load_training_images, save_samples)
+from ._common import (TrainingRun, add_common_args, check_args, final_metrics, fixed_noise,
+                      load_training_images, save_final_pictures, save_samples)
 
 # Generator iterations of the default runs: where the samples became digits in measured runs on
 # the bundled digits (seed 0). WGAN-GP after 3,000 iterations: FID 139.7 (the DCGAN example's
@@ -136,9 +136,7 @@ def main(argv=None):
 
     if not run.train(one_iteration, shown, lambda path: save_samples(G, z_grid, path, device)):
         return 1
-    save_samples(G, z_grid, run.files.samples("final"), device)
-    save_samples(G, interpolation_noise(args.nz, args.seed), run.files.interpolation, device,
-                 nrow=INTERPOLATION_STEPS)
+    save_final_pictures(run, G, z_grid, args, device)
     if run.history["loss_critic"]:
         curves = {"critic loss": run.history["loss_critic"], "G loss": run.history["loss_g"],
                   "Wasserstein estimate": run.history["wasserstein"]}
