@@ -1,7 +1,7 @@
 """PacGAN's 2-D mode-collapse benchmark: several seeds per configuration, a table of mean and
 standard error beside the published rows.
 
-    python -m benchmarks.bench_toy2d [--seeds 5] [--data ring,grid] [--configs GAN,PacGAN2,...]
+    python -m benchmarks.bench_toy2d [--seeds 5] [--data ring,grid] [--configs GAN,PacGAN3,...]
                                      [--jobs 2] [--records runs/bench_toy2d.jsonl] [--steps N]
 
 Each configuration is a set of changes to the mixture's goal configuration
@@ -45,6 +45,7 @@ CONFIGS = {
     "PacGAN2": {"loss": "gan", "pack": 2},
     "PacGAN2-30k": {"loss": "gan", "pack": 2, "steps": 30000},
     "PacGAN4": {"loss": "gan", "pack": 4, "steps": 30000},
+    "PacGAN3": {"loss": "gan", "pack": 3},
     # the same number of samples seen in half the updates, each on twice the batch
     "PacGAN2-b256": {"loss": "gan", "pack": 2, "batch": 256, "steps": 15000},
     "WGAN-GP": {"loss": "wgan-gp", "pack": 1, "lr_g": None, "lr_d": None, "betas": None,
@@ -52,7 +53,7 @@ CONFIGS = {
     "WGAN": {"loss": "wgan", "pack": 1, "lr_g": None, "lr_d": None, "betas": None,
              "d_steps": None},
 }
-DEFAULT_CONFIGS = ("GAN", "PacGAN2", "PacGAN4")
+DEFAULT_CONFIGS = ("GAN", "PacGAN2", "PacGAN3", "PacGAN4")
 GOAL = {"ring": (8, 0.97), "grid": (25, 0.95)}   # captured modes, high-quality share
 GOAL_SECONDS = 300.0
 
