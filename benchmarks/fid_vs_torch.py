@@ -42,7 +42,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
     import minigan as mg
-from minigan import backend, metrics, optim
+from minigan import metrics, optim
 from minigan.data import Batches, load_bundled, to_unit_range
 from minigan.gan.models import make_dcgan
 from minigan.gan.train import generate, sample_noise, train_step
@@ -81,10 +81,11 @@ def train_torch(torch, seed, iters):
     G, D = torch_dcgan(torch, G_mg, D_mg)
     opt_g = torch.optim.Adam(G.parameters(), lr=LR, betas=BETAS)
     opt_d = torch.optim.Adam(D.parameters(), lr=LR, betas=BETAS)
+    ones, zeros = torch.ones(BATCH), torch.zeros(BATCH)
     for _ in range(iters):
         real = torch.from_numpy(next(batches))
         z = torch.from_numpy(sample_noise(BATCH, NZ).numpy()).reshape(BATCH, NZ, 1, 1)
-        loss_d, loss_g = torch_train_step(torch, G, D, opt_g, opt_d, real, z)
+        loss_d, loss_g = torch_train_step(torch, G, D, opt_g, opt_d, real, z, ones, zeros)
         if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
             raise FloatingPointError(f"torch run diverged (loss_d {loss_d}, loss_g {loss_g})")
     G.eval()

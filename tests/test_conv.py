@@ -9,7 +9,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+import minigan as mg
 import minigan.functional as F
+from minigan import kernels
 from minigan.autograd import Tensor
 from minigan.testing import gradcheck, gradgradcheck
 
@@ -357,7 +359,6 @@ def test_transposed_output_size_not_positive():
 def test_conv2d_keeps_patches_only_for_a_weight_gradient_and_frees_them_in_backward():
     """The op keeps x's im2col matrix from forward to backward only when the weight will want a
     gradient (requires_grad and grad mode on), and drops it once the weight gradient used it."""
-    import minigan as mg
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
     w = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
@@ -370,7 +371,6 @@ def test_conv2d_keeps_patches_only_for_a_weight_gradient_and_frees_them_in_backw
     gw_kept = w.grad.numpy().copy()
     w.grad = None
     # the same weight gradient as the kernel gives when it gathers the patches itself
-    from minigan import kernels
     gathered = kernels.conv2d_grad_weight(x.numpy(), g, (3, 3), (2, 2), (1, 1))
     np.testing.assert_allclose(gw_kept, gathered, rtol=1e-12, atol=1e-12)
     x2 = Tensor(x.numpy(), requires_grad=False)
