@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minigan.kernels as K
-from minigan.kernels import cpu_conv, cpu_memory, cpu_threads
+from minigan.kernels import cpu_conv, cpu_gemm, cpu_memory, cpu_threads
 
 
 # --- references -----------------------------------------------------------------------------------
@@ -216,6 +216,7 @@ def split_every_call(monkeypatch):
     """Make every kernel call share its tasks over the threads, however small the arrays."""
     monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_ELEMENTS", 0)
     monkeypatch.setattr(cpu_threads, "num_threads", lambda: 3)
+    monkeypatch.setattr(cpu_gemm, "MIN_SPLIT_MACS", 0)
 
 
 # The fixture's monkeypatch is the same for every example, so sharing it across them is fine.
@@ -246,6 +247,45 @@ def test_run_tasks_covers_every_task_once(split_every_call):
         seen.clear()
         cpu_threads.run_tasks(kernel, n, 10 ** 6, None)
         assert sorted(seen) == list(range(n))
+
+
+@pytest.mark.parametrize("m, k, n", [(7, 5, 3), (3, 4, 11), (0, 3, 2), (2, 0, 3), (1, 1, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_split_over_threads_matches_numpy(split_every_call, m, k, n, dtype):
+    """Row slabs (tall results), column slabs (wide ones), empty and 1x1 products, written into
+    a strided view of a larger array as the convolutions do."""
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype).T  # a transposed view, like wk.T
+    big = np.full((m, n + 4), 7.0, dtype)
+    out = big[:, 2:2 + n]
+    assert cpu_gemm.matmul(a, b, out) is out
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64),
+                               rtol=1e-5, atol=1e-5)
+    assert (big[:, :2] == 7).all() and (big[:, 2 + n:] == 7).all()
+
+
+@pytest.mark.skipif(cpu_gemm._openblas is None, reason="NumPy's BLAS here is not an OpenBLAS "
+                    "whose thread control minigan can find")
+def test_gemm_runs_openblas_single_threaded_and_restores_the_setting(monkeypatch):
+    get, put = cpu_gemm._openblas
+    before = get()
+    seen = []
+    real = cpu_threads.run_tasks
+
+    def spy(*args, **kw):
+        seen.append(get())
+        return real(*args, **kw)
+    monkeypatch.setattr(cpu_threads, "num_threads", lambda: 2)
+    monkeypatch.setattr(cpu_threads, "run_tasks", spy)
+    a = np.ones((300, 200), np.float32)
+    out = np.empty((300, 100), np.float32)
+    cpu_gemm.matmul(a, np.ones((200, 100), np.float32), out)
+    assert seen == [1] and get() == before
+    np.testing.assert_array_equal(out, 200)
+    with pytest.raises(ValueError):  # a failing product restores the setting too
+        cpu_gemm.matmul(a, np.ones((201, 100), np.float32), out)
+    assert get() == before
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

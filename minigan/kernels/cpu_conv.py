@@ -21,10 +21,17 @@ im2col matrix that numba kernels build and take apart. Per chunk of m images (M'
                 written straight to NCHW
   grad weight:  gw (O, K) = sum over chunks of gy (O, M') @ cols
 
+How it is shared over the cores: the batch is split into one contiguous range of images per core,
+and each core's thread runs the whole pipeline on its own range, a chunk of images (CHUNK_BYTES of
+cols) at a time: gather, product (NumPy's BLAS held to the calling thread, see cpu_gemm), scatter,
+while the chunk is still in its cache. One multi-threaded product per pass over the whole batch
+instead wrote and re-read the 12.8 MB im2col matrix of the DCGAN's 64->128 layer through memory
+and left OpenBLAS's spinning threads fighting the gather threads for the cores (forward +
+backward: 22.5-23.5 ms like that, 18-19 ms now).
+
 Intermediates live in per-thread work buffers reused from call to call and results come from
 cpu_memory's recycling pool: a freshly mapped multi-megabyte array costs a page fault per 4 KiB
-touched, which on small machines costs about as much as the copy itself. The batch is cut into
-chunks of images (CHUNK_BYTES of cols each) so that the work buffers stay bounded.
+touched, which on small machines costs about as much as the copy itself.
 
 A kernel that covers the whole unpadded input (Ho = Wo = 1, e.g. the DCGAN's 7x7 layers on 7x7
 maps) skips all that: the convolution is then a plain matrix product of the flattened arrays.
@@ -33,17 +40,18 @@ import numba
 import numpy as np
 
 from . import cpu_memory
+from .cpu_gemm import blas_on_calling_threads, matmul
 from .cpu_threads import run_tasks
 
-# Bytes of cols per chunk of images. Chunks bound the work buffers whatever the batch size, but
-# must leave the GEMMs long: OpenBLAS on 2 threads runs the input-gradient product of the DCGAN's
-# 64->128 layer, (M' x 128) @ (128 x 1024), at 110 GFLOP/s for M' = 784 rows and 180 from
-# M' = 1568; each weight-gradient chunk also costs an (O, K) partial sum. Smaller, cache-sized
-# chunks measured no faster for the other products.
-CHUNK_BYTES = 16 << 20
+# Bytes of cols per chunk of images, per thread: a chunk is gathered, multiplied and scattered while
+# it is still in cache (the 32 MB L3 shared by the 2 cores here). Measured on the DCGAN's layers
+# (forward + backward, batch 64, 2 threads): 64->128 conv 19.1 ms with 4 MB chunks, 18.9 with
+# 2 MB, 19.4 with 1 MB, 21.1 with 0.5 MB (the products get too small) and 19.9 with one chunk per
+# thread; 256->128 transposed conv 65.8 ms with 4 MB, 67.9 with 2 MB, 66.2 with one chunk.
+CHUNK_BYTES = 4 << 20
 # The largest im2col matrix conv2d keeps for the weight gradient (keep_patches=True): keeping it
-# saves the weight gradient one gathering pass (about 5% of the DCGAN's 64->128 layer, forward
-# and backward), at the price of holding the matrix from the forward to the backward.
+# saves the weight gradient one gathering pass (2% of the DCGAN's 64->128 layer, forward and
+# backward: 18.9 against 19.2 ms), at the price of holding the matrix from forward to backward.
 KEEP_PATCHES_BYTES = 64 << 20
 
 # --- numba kernels ------------------------------------------------------------------------------
@@ -94,6 +102,22 @@ def _nhwc_to_nchw(src, out, t0, t1):
             s = _u(n * P * C + c)
             for p in range(_u(P)):
                 of[dst + p] = sf[s + p * _u(C)]
+
+
+@numba.njit(cache=True, nogil=True)
+def _nchw_to_cnhw(a, n0, out, t0, t1):
+    """out[o, t, p] = a[n0 + t, o, p] for a (N, O, P) and out (O, m, P): task t moves image
+    n0 + t, as O runs of P contiguous numbers."""
+    N, O, P = a.shape
+    m = out.shape[1]
+    af = a.reshape(a.size)
+    of = out.reshape(out.size)
+    for t in range(t0, t1):
+        for o in range(O):
+            src = _u(((n0 + t) * O + o) * P)
+            dst = _u((o * m + t) * P)
+            for p in range(_u(P)):
+                of[dst + p] = af[src + p]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -187,22 +211,12 @@ def _is_dense(H, W, kh, kw, padding):
     return (kh, kw) == (H, W) and padding == (0, 0)
 
 
-def _chunk_images(N, per_image_elems, itemsize, budget):
-    """How many images per chunk so that one chunk of cols takes at most about ``budget`` bytes,
-    evened out over the batch (64 images as 16+16+16+16, not 20+20+20+4: a small last GEMM runs
-    at a fraction of the speed)."""
-    most = max(1, min(N, budget // max(per_image_elems * itemsize, 1)))
-    chunks = max(1, -(-N // most))
-    return max(1, -(-N // chunks))
-
-
-def _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols):
-    """Run _im2col for images n0 .. n0+m-1, with a channels-last work buffer when x needs one."""
-    N, C, H, W = x.shape
-    transpose = not (C == 1 or H * W == 1)
-    xh = cpu_memory.work("conv_x_nhwc", (m, H, W, C), x.dtype) if transpose else x
-    run_tasks(_im2col, m, cols.size, x, n0, transpose, xh, kh, kw, stride[0], stride[1],
-              padding[0], padding[1], Ho, Wo, cols)
+def _images_per_chunk(n, per_image_elems, itemsize):
+    """How many of n images to gather at a time so that one chunk of cols takes at most about
+    CHUNK_BYTES, evened out (32 images as 11+11+10, not 15+15+2: a small product runs slower)."""
+    most = max(1, min(n, CHUNK_BYTES // max(per_image_elems * itemsize, 1)))
+    chunks = max(1, -(-n // most))
+    return max(1, -(-n // chunks))
 
 
 def _weight_taps_last(w):
@@ -216,13 +230,87 @@ def _weight_taps_last(w):
 
 
 def _to_cnhw(a, n0, m):
-    """Images n0 .. n0+m-1 of a (N, O, P) as an (O, m*P) work array (CNHW order)."""
+    """Images n0 .. n0+m-1 of a (N, O, P) as an (O, m*P) array in CNHW order: a view where that
+    is the same memory, else the calling thread's work array."""
     N, O, P = a.shape
     if O == 1 or m == 1:
         return a[n0:n0 + m].reshape(O, m * P) if O == 1 else a[n0].reshape(O, P)
     buf = cpu_memory.work("conv_cnhw", (O, m, P), a.dtype)
-    np.copyto(buf, a[n0:n0 + m].transpose(1, 0, 2))
+    _nchw_to_cnhw(a, n0, buf, 0, m)
     return buf.reshape(O, m * P)
+
+
+# --- one thread's share of each product ---------------------------------------------------------
+# Each function below does images t0 .. t1-1 on the calling thread, chunk by chunk, and is run by
+# cpu_threads.run_tasks on every core at once (the BLAS computing each chunk's product on the
+# thread that asks for it). A chunk's cols (at most CHUNK_BYTES) is gathered, multiplied and
+# scattered while it is still in that core's cache. Geometry g = (kh, kw, sh, sw, ph, pw, Ho, Wo).
+
+def _forward_images(x, wk, g, y3, patches, t0, t1):
+    """y3[n] (O, Ho*Wo) for images t0 <= n < t1; im2col rows go to ``patches`` when given."""
+    N, C, H, W = x.shape
+    kh, kw, sh, sw, ph, pw, Ho, Wo = g
+    O, K = wk.shape
+    P = Ho * Wo
+    nb = _images_per_chunk(t1 - t0, K * P, x.itemsize)
+    # x is already channels-last when it has one channel or one pixel
+    transpose = not (C == 1 or H * W == 1)
+    xh = cpu_memory.work("conv_x_nhwc", (nb, H, W, C), x.dtype) if transpose else x
+    for n0 in range(t0, t1, nb):
+        m = min(nb, t1 - n0)
+        cols = (patches[n0 * P:(n0 + m) * P] if patches is not None
+                else cpu_memory.work("conv_cols", (m * P, K), x.dtype))
+        _im2col(x, n0, transpose, xh, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, 0, m)
+        if O == 1:  # (m*P, 1) is already NCHW
+            np.matmul(cols, wk.T, out=y3[n0:n0 + m].reshape(m * P, 1))
+            continue
+        # (m*P, O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, m*P) = wk @ cols.T, more
+        # than the channels-last -> NCHW transposition of the result costs.
+        yc = cpu_memory.work("conv_out", (m, P, O), x.dtype)
+        np.matmul(cols, wk.T, out=yc.reshape(m * P, O))
+        _nhwc_to_nchw(yc, y3[n0:n0 + m], 0, m)
+
+
+def _grad_input_images(gy3, wk, g, gx, t0, t1):
+    """gx[n] for images t0 <= n < t1: dcols = gy.T @ wk, summed back onto the pixels."""
+    N, C, H, W = gx.shape
+    kh, kw, sh, sw, ph, pw, Ho, Wo = g
+    O, K = wk.shape
+    P = Ho * Wo
+    nb = _images_per_chunk(t1 - t0, K * P, gx.itemsize)
+    for n0 in range(t0, t1, nb):
+        m = min(nb, t1 - n0)
+        dcols = cpu_memory.work("conv_cols", (m * P, K), gx.dtype)
+        np.matmul(_to_cnhw(gy3, n0, m).T, wk, out=dcols)
+        _col2im(dcols, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, gx, 0, m * H)
+
+
+def _grad_weight_images(x, gy3, g, patches, t0, t1):
+    """This thread's part of gwk (O, kh*kw*C): the sum over images t0 <= n < t1 of
+    gy[n] (O, P) @ cols[n] (P, K), as a new array (not a work array: one pool thread may do
+    two parts in turn)."""
+    N, C, H, W = x.shape
+    kh, kw, sh, sw, ph, pw, Ho, Wo = g
+    O, P, K = gy3.shape[1], Ho * Wo, C * kh * kw
+    # kept patches need no gathering: the thread's images are one product
+    nb = (t1 - t0) if patches is not None else _images_per_chunk(t1 - t0, K * P, x.itemsize)
+    transpose = not (C == 1 or H * W == 1)
+    xh = cpu_memory.work("conv_x_nhwc", (nb, H, W, C), x.dtype) if transpose else x
+    total = cpu_memory.empty((O, K), x.dtype)
+    for n0 in range(t0, t1, nb):
+        m = min(nb, t1 - n0)
+        if patches is not None:
+            cols = patches[n0 * P:(n0 + m) * P]
+        else:
+            cols = cpu_memory.work("conv_cols", (m * P, K), x.dtype)
+            _im2col(x, n0, transpose, xh, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, 0, m)
+        # np.matmul cannot accumulate into its output (no BLAS beta), so chunks after the first
+        # go to a partial sum that is then added.
+        dst = total if n0 == t0 else cpu_memory.work("conv_gw_part", (O, K), x.dtype)
+        np.matmul(_to_cnhw(gy3, n0, m), cols, out=dst)
+        if n0 != t0:
+            total += dst
+    return total
 
 
 # --- the three products -------------------------------------------------------------------------
@@ -235,34 +323,21 @@ def conv2d(x, w, stride, padding, keep_patches=False):
     there is none to keep: a dense kernel, or more than KEEP_PATCHES_BYTES of it)."""
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
-    sh, sw = stride
-    ph, pw = padding
-    Ho, Wo = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    Ho, Wo = _out_size(H, kh, stride[0], padding[0]), _out_size(W, kw, stride[1], padding[1])
     K, P = C * kh * kw, Ho * Wo
     y = cpu_memory.empty((N, O, Ho, Wo), x.dtype)
     if _is_dense(H, W, kh, kw, padding):
-        np.matmul(x.reshape(N, K), w.reshape(O, K).T, out=y.reshape(N, O))
+        matmul(x.reshape(N, K), w.reshape(O, K).T, y.reshape(N, O))
         return (y, None) if keep_patches else y
     # A kept matrix is a result array (recycled once the caller drops it), not a work buffer
     # that the next convolution would overwrite.
     keep = keep_patches and N * P * K * x.itemsize <= KEEP_PATCHES_BYTES
     patches = cpu_memory.empty((N * P, K), x.dtype) if keep else None
+    g = (kh, kw, *stride, *padding, Ho, Wo)
     wk = _weight_taps_last(w)
-    y3 = y.reshape(N, O, P)
-    nb = _chunk_images(N, K * P, x.itemsize, CHUNK_BYTES)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        cols = (patches[n0 * P:(n0 + m) * P] if keep
-                else cpu_memory.work("conv_cols", (m * P, K), x.dtype))
-        _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols)
-        # (M', O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, M') = wk @ cols.T, more
-        # than the channels-last -> NCHW transposition of the result costs.
-        if O == 1:  # (M', 1) is already NCHW
-            np.matmul(cols, wk.T, out=y3[n0:n0 + m].reshape(m * P, 1))
-            continue
-        yc = cpu_memory.work("conv_out", (m, P, O), x.dtype)
-        np.matmul(cols, wk.T, out=yc.reshape(m * P, O))
-        run_tasks(_nhwc_to_nchw, m, yc.size, yc, y3[n0:n0 + m])
+    with blas_on_calling_threads() as parts:
+        run_tasks(_forward_images, N, N * P * K, x, wk, g, y.reshape(N, O, P), patches,
+                  max_parts=parts)
     return (y, patches) if keep_patches else y
 
 
@@ -275,21 +350,16 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding):
     N, O, Ho, Wo = gy.shape
     _, C, kh, kw = w.shape
     H, W = input_hw
-    sh, sw = stride
-    ph, pw = padding
     K, P = C * kh * kw, Ho * Wo
     gx = cpu_memory.empty((N, C, H, W), gy.dtype)
     if _is_dense(H, W, kh, kw, padding):
-        np.matmul(gy.reshape(N, O), w.reshape(O, K), out=gx.reshape(N, K))
+        matmul(gy.reshape(N, O), w.reshape(O, K), gx.reshape(N, K))
         return gx
+    g = (kh, kw, *stride, *padding, Ho, Wo)
     wk = _weight_taps_last(w)
-    gy3 = gy.reshape(N, O, P)
-    nb = _chunk_images(N, K * P, gy.itemsize, CHUNK_BYTES)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        dcols = cpu_memory.work("conv_cols", (m * P, K), gy.dtype)
-        np.matmul(_to_cnhw(gy3, n0, m).T, wk, out=dcols)
-        run_tasks(_col2im, m * H, dcols.size, dcols, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, gx)
+    with blas_on_calling_threads() as parts:
+        run_tasks(_grad_input_images, N, N * P * K, gy.reshape(N, O, P), wk, g, gx,
+                  max_parts=parts)
     return gx
 
 
@@ -302,33 +372,22 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None):
     _, O, Ho, Wo = gy.shape
     kh, kw = kernel_hw
     K, P = C * kh * kw, Ho * Wo
-    if _is_dense(H, W, kh, kw, padding):
-        gw = cpu_memory.empty((O, C, kh, kw), x.dtype)
-        np.matmul(gy.reshape(N, O).T, x.reshape(N, K), out=gw.reshape(O, K))
-        return gw
     gw = cpu_memory.empty((O, C, kh, kw), x.dtype)
+    if _is_dense(H, W, kh, kw, padding):
+        matmul(gy.reshape(N, O).T, x.reshape(N, K), gw.reshape(O, K))
+        return gw
     if N == 0:
         gw[...] = 0
         return gw
-    # gw in im2col's (a, b, c) column order, permuted to (O, C, kh, kw) at the end
     if patches is not None and (patches.shape != (N * P, K) or patches.dtype != x.dtype):
         raise ValueError(f"conv2d_grad_weight: patches {patches.shape} {patches.dtype} do not "
                          f"belong to x {x.shape} {x.dtype} with kernel {kernel_hw}")
-    gwk = cpu_memory.work("conv_gw", (O, K), x.dtype)
-    gy3 = gy.reshape(N, O, P)
-    nb = _chunk_images(N, K * P, x.itemsize, CHUNK_BYTES)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        if patches is not None:
-            cols = patches[n0 * P:(n0 + m) * P]
-        else:
-            cols = cpu_memory.work("conv_cols", (m * P, K), x.dtype)
-            _fill_cols(x, n0, m, kh, kw, stride, padding, Ho, Wo, cols)
-        # np.matmul cannot accumulate into its output (no BLAS beta), so chunks after the first
-        # go to a partial sum that is then added.
-        dst = gwk if n0 == 0 else cpu_memory.work("conv_gw_part", (O, K), x.dtype)
-        np.matmul(_to_cnhw(gy3, n0, m), cols, out=dst)
-        if n0 != 0:
-            gwk += dst
-    np.copyto(gw, gwk.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
+    g = (kh, kw, *stride, *padding, Ho, Wo)
+    with blas_on_calling_threads() as parts:
+        sums = run_tasks(_grad_weight_images, N, N * P * K, x, gy.reshape(N, O, P), g, patches,
+                         max_parts=parts)
+    # gw in im2col's (a, b, c) column order, permuted to (O, C, kh, kw)
+    for part in sums[1:]:
+        sums[0] += part
+    np.copyto(gw, sums[0].reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
     return gw

@@ -53,19 +53,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
-def run_tasks(kernel, ntasks, elements, *args, scale=1):
+def run_tasks(kernel, ntasks, elements, *args, scale=1, max_parts=None):
     """kernel(*args, t0, t1) over tasks [0, ntasks), split in equal contiguous parts over the
-    cores when the call touches at least ``scale * MIN_PARALLEL_ELEMENTS`` array elements (scale
-    > 1 for kernels doing so little per element that splitting pays only on larger arrays)."""
-    parts = min(num_threads(), ntasks)
+    cores (at most ``max_parts`` of them) when the call touches at least
+    ``scale * MIN_PARALLEL_ELEMENTS`` array elements (scale > 1 for kernels doing so little per
+    element that splitting pays only on larger arrays). Returns the parts' return values, in
+    task order.
+
+    A kernel run here must not call run_tasks itself: the pool's threads would wait on each
+    other."""
+    parts = min(num_threads(), ntasks, max_parts or ntasks)
     if parts <= 1 or elements < scale * MIN_PARALLEL_ELEMENTS:
-        kernel(*args, 0, ntasks)
-        return
+        return [kernel(*args, 0, ntasks)]
     bounds = [ntasks * p // parts for p in range(parts + 1)]
     pool = _get_pool(parts - 1)
     futures = [pool.submit(kernel, *args, bounds[p], bounds[p + 1]) for p in range(1, parts)]
     try:
-        kernel(*args, bounds[0], bounds[1])
+        first = kernel(*args, bounds[0], bounds[1])
     finally:
-        for f in futures:
-            f.result()
+        rest = [f.result() for f in futures]
+    return [first] + rest

@@ -1,0 +1,113 @@
+"""Matrix products for the CPU kernels: NumPy's BLAS, with the cores shared out by minigan's own
+sleeping threads instead of by OpenBLAS's spinning ones.
+
+Why: after a multi-threaded product OpenBLAS keeps its worker threads busy-waiting for the next
+one (for about 0.1 s) instead of sleeping. The gather and scatter passes that run between a
+convolution's products (im2col, col2im, layout copies) share the same cores through
+cpu_threads, and a spinning BLAS worker takes a core from them. Measured on the 2-core machine,
+the DCGAN's 64->128 convolution, forward + backward, took 22.5-23.5 ms like that and
+19.3-21.2 ms when OpenBLAS's workers were told to sleep at once (the variable
+OPENBLAS_THREAD_TIMEOUT=4, which a library must not set for its user).
+
+So while one of our products runs, OpenBLAS is asked to stay on the calling thread, and a large
+product is cut into one slab per core (rows of the result, or columns when it is wider than
+tall), computed side by side by cpu_threads' pool: NumPy releases the GIL inside BLAS. The
+user's thread setting is restored as soon as the product is done, so NumPy code outside the
+kernels is untouched. Two single-threaded slabs ran the DCGAN's conv products at 146-173
+GFLOP/s, against 162-164 for one two-threaded OpenBLAS call.
+
+Where NumPy's BLAS is not an OpenBLAS whose thread control can be found, every product goes to
+np.matmul unchanged (and that BLAS shares out the cores itself).
+"""
+import contextlib
+import ctypes
+import glob
+import os
+import threading
+
+import numpy as np
+
+from . import cpu_threads
+
+# Products of fewer multiply-adds than this run on the calling thread alone: handing a slab to
+# another thread costs ~40 us here, what ~4M multiply-adds take on one core.
+MIN_SPLIT_MACS = 1 << 22
+
+
+def _find_openblas_threads():
+    """(get_num_threads, set_num_threads) of the OpenBLAS NumPy loaded, or None."""
+    here = os.path.dirname(np.__file__)
+    # pip wheels keep their BLAS in numpy.libs (Linux, Windows) or numpy/.dylibs (macOS)
+    dirs = [os.path.join(here, os.pardir, "numpy.libs"), os.path.join(here, ".dylibs")]
+    for d in dirs:
+        for path in sorted(glob.glob(os.path.join(d, "*openblas*"))):
+            try:
+                lib = ctypes.CDLL(path)  # the library NumPy already loaded: same handle
+            except OSError:
+                continue
+            for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""),
+                                   ("openblas_", "64_"), ("openblas_", "")):
+                get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    get.restype, get.argtypes = ctypes.c_int, []
+                    put.restype, put.argtypes = None, [ctypes.c_int]
+                    return get, put
+    return None
+
+
+_openblas = _find_openblas_threads()
+# One product at a time holds OpenBLAS at one thread, so that two threads calling the kernels
+# at once cannot restore each other's settings in the wrong order.
+_lock = threading.Lock()
+
+
+def _reset_after_fork():
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+@contextlib.contextmanager
+def blas_on_calling_threads():
+    """Within this block NumPy's BLAS computes each product on the thread that calls it, so
+    that the block's own threads can share out the cores; yields how many threads may run
+    products side by side: all the cores, or 1 where the BLAS's threads cannot be controlled
+    (it then shares out each product itself). The user's setting is restored on leaving."""
+    parts = cpu_threads.num_threads()
+    if _openblas is None or parts == 1:
+        yield 1
+        return
+    get, put = _openblas
+    with _lock:
+        before = get()
+        put(1)
+        try:
+            yield parts
+        finally:
+            put(before)
+
+
+def _rows(a, b, out, t0, t1):
+    np.matmul(a[t0:t1], b, out=out[t0:t1])
+
+
+def _cols(a, b, out, t0, t1):
+    np.matmul(a, b[:, t0:t1], out=out[:, t0:t1])
+
+
+def matmul(a, b, out):
+    """out (m, n) = a (m, k) @ b (k, n), one slab of the result per core; returns out."""
+    m, k = a.shape
+    n = b.shape[1]
+    with blas_on_calling_threads() as parts:
+        if parts == 1 or m * k * n < MIN_SPLIT_MACS:
+            np.matmul(a, b, out=out)
+        elif m >= n:
+            cpu_threads.run_tasks(_rows, m, m * n * k, a, b, out, max_parts=parts)
+        else:
+            cpu_threads.run_tasks(_cols, n, m * n * k, a, b, out, max_parts=parts)
+    return out
