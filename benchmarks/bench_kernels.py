@@ -2,6 +2,10 @@
 
 Run:  python benchmarks/bench_kernels.py [--batch 64 256] [--repeat 9] [--dtype float32]
       OPENBLAS_CORETYPE=Haswell python benchmarks/bench_kernels.py     (compare BLAS kernel sets)
+      python benchmarks/bench_kernels.py --device cuda --batch 64 256 1024
+                (minigan's CuPy kernels against PyTorch on the same GPU, cuDNN as PyTorch has it
+                 by default; every timed call ends with a device synchronisation; the ceiling
+                 printed is CuPy's SGEMM, and the first-call time includes NVRTC compilation)
 
 For each layer it times, in ms (median of repeats, ours and PyTorch's interleaved in one process so
 that other load on the machine hits both alike):
@@ -50,6 +54,12 @@ alone take 1.0-1.3x torch's whole time, and the im2col/col2im/transposition pass
 over both cores with spinning OpenMP threads, while handing half to our sleeping pool thread
 costs ~40 us, as much as it saves below ~1M elements. D1 (1 input channel, K = 16 GEMMs) is
 dominated by copies and thread hand-offs, so its time swings most with the load.
+
+Session 3, after the convolutions started running each core's images through gather, product
+(OpenBLAS held to the calling thread) and scatter in 4 MB chunks (load 1.4-2.0, two runs): every
+layer's fwd+bwd ratio at batch 64 is at most 1.46 by medians and 1.48 by minima (D2 1.33-1.46 /
+1.38-1.39, G2 1.09-1.28 / 1.19-1.25; Haswell: D2 1.45 / 1.41, G2 1.20 / 0.97). Predicted before:
+D2 fwd+bwd -10% (22.5-23.5 -> 20-21 ms); measured 18.9-20.4 ms. Tables in benchmarks/RESULTS.md.
 """
 import argparse
 import os
@@ -68,6 +78,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, _REPO)
     import minigan.kernels as K
+from minigan import backend
 
 # (name, transposed, in_channels, out_channels, kernel, stride, padding, input size)
 CONV_LAYERS = [
@@ -90,18 +101,25 @@ POINT_LAYERS = [
 ]
 
 
-def conv_case(spec, batch, dtype, rng):
-    """(ours_fwd, ours_fwdbwd, flops per product, make_torch) for one conv layer."""
+def conv_case(spec, batch, dtype, rng, device="cpu"):
+    """(ours_fwd, ours_fwdbwd, flops per product, make_torch) for one conv layer; minigan gets
+    the arrays on ``device``, make_torch(torch, device) the same numbers as tensors there."""
     name, transposed, cin, cout, k, s, p, size = spec
     stride, padding = (s, s), (p, p)
-    x = rng.standard_normal((batch, cin, size, size)).astype(dtype)
+    hx = rng.standard_normal((batch, cin, size, size)).astype(dtype)
     if transposed:
         # ConvTranspose2d weight (in, out, k, k) is conv2d's (O, C, k, k) with O = in, C = out.
-        w = rng.standard_normal((cin, cout, k, k)).astype(dtype) * 0.05
+        hw = rng.standard_normal((cin, cout, k, k)).astype(dtype) * 0.05
         out = (size - 1) * s - 2 * p + k
-        gy = rng.standard_normal((batch, cout, out, out)).astype(dtype)
+        hgy = rng.standard_normal((batch, cout, out, out)).astype(dtype)
         macs = batch * cin * size * size * cout * k * k
-
+    else:
+        hw = rng.standard_normal((cout, cin, k, k)).astype(dtype) * 0.05
+        out = (size + 2 * p - k) // s + 1
+        hgy = rng.standard_normal((batch, cout, out, out)).astype(dtype)
+        macs = batch * cout * out * out * cin * k * k
+    x, w, gy = (backend.to_device(a, device) for a in (hx, hw, hgy))
+    if transposed:
         def fwd():
             return K.conv2d_grad_input(x, w, (out, out), stride, padding)
 
@@ -110,11 +128,6 @@ def conv_case(spec, batch, dtype, rng):
             K.conv2d(gy, w, stride, padding)
             K.conv2d_grad_weight(gy, x, (k, k), stride, padding)
     else:
-        w = rng.standard_normal((cout, cin, k, k)).astype(dtype) * 0.05
-        out = (size + 2 * p - k) // s + 1
-        gy = rng.standard_normal((batch, cout, out, out)).astype(dtype)
-        macs = batch * cout * out * out * cin * k * k
-
         def fwd():
             return K.conv2d(x, w, stride, padding)
 
@@ -123,11 +136,11 @@ def conv_case(spec, batch, dtype, rng):
             K.conv2d_grad_input(gy, w, (size, size), stride, padding)
             K.conv2d_grad_weight(x, gy, (k, k), stride, padding)
 
-    def make_torch(torch):
+    def make_torch(torch, device="cpu"):
         F = torch.nn.functional
-        tx = torch.from_numpy(x).requires_grad_()
-        tw = torch.from_numpy(w).requires_grad_()
-        tgy = torch.from_numpy(gy)
+        tx = torch.from_numpy(hx).to(device).requires_grad_()
+        tw = torch.from_numpy(hw).to(device).requires_grad_()
+        tgy = torch.from_numpy(hgy).to(device)
         op = F.conv_transpose2d if transposed else F.conv2d
 
         def tfwd():
@@ -140,18 +153,20 @@ def conv_case(spec, batch, dtype, rng):
     return fwd, fwdbwd, 2 * macs, make_torch
 
 
-def point_case(spec, batch, dtype, rng):
+def point_case(spec, batch, dtype, rng, device="cpu"):
     """(ours_fwd, ours_fwdbwd, 0, make_torch) for a batchnorm or activation layer."""
     name, kind, c, size, slope = spec
-    x = rng.standard_normal((batch, c, size, size)).astype(dtype)
-    gy = rng.standard_normal(x.shape).astype(dtype)
-    weight = rng.standard_normal(c).astype(dtype)
-    bias = rng.standard_normal(c).astype(dtype)
+    host = {"x": rng.standard_normal((batch, c, size, size)).astype(dtype)}
+    host["gy"] = rng.standard_normal(host["x"].shape).astype(dtype)
+    host["weight"] = rng.standard_normal(c).astype(dtype)
+    host["bias"] = rng.standard_normal(c).astype(dtype)
+    x, gy, weight, bias = (backend.to_device(host[k], device) for k in ("x", "gy", "weight", "bias"))
+    xp = backend.array_module(x)
     eps = 1e-5
     if kind == "bn":
         def fwd():
             mean, var = K.batchnorm_stats(x)
-            invstd = 1.0 / np.sqrt(var + dtype(eps))
+            invstd = 1.0 / xp.sqrt(var + dtype(eps))
             return K.batchnorm_forward(x, mean, invstd, weight, bias), mean, invstd
 
         def fwdbwd():
@@ -165,13 +180,13 @@ def point_case(spec, batch, dtype, rng):
             fwd()
             K.leaky_relu_grad(gy, x, slope)
 
-    def make_torch(torch):
+    def make_torch(torch, device="cpu"):
         F = torch.nn.functional
-        tx = torch.from_numpy(x).requires_grad_()
-        tgy = torch.from_numpy(gy)
+        tx = torch.from_numpy(host["x"]).to(device).requires_grad_()
+        tgy = torch.from_numpy(host["gy"]).to(device)
         if kind == "bn":
-            tw = torch.from_numpy(weight).requires_grad_()
-            tb = torch.from_numpy(bias).requires_grad_()
+            tw = torch.from_numpy(host["weight"]).to(device).requires_grad_()
+            tb = torch.from_numpy(host["bias"]).to(device).requires_grad_()
 
             def op():
                 return F.batch_norm(tx, None, None, tw, tb, training=True, eps=eps)
@@ -191,22 +206,73 @@ def point_case(spec, batch, dtype, rng):
     return fwd, fwdbwd, 0, make_torch
 
 
-def first_call_seconds(dtype):
+def first_call_seconds(dtype, device="cpu"):
     """Seconds for the first call of every kernel at tiny shapes: numba compilation, or loading
-    from numba's on-disk cache when an earlier run already compiled them."""
+    from numba's on-disk cache when an earlier run already compiled them (on the GPU: NVRTC
+    compilation, or CuPy's kernel cache)."""
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 3, 6, 6)).astype(dtype)
-    w = rng.standard_normal((4, 3, 3, 3)).astype(dtype)
+    x = backend.to_device(rng.standard_normal((2, 3, 6, 6)).astype(dtype), device)
+    w = backend.to_device(rng.standard_normal((4, 3, 3, 3)).astype(dtype), device)
+    xp = backend.array_module(x)
     t0 = time.perf_counter()
     y = K.conv2d(x, w, (2, 2), (1, 1))
     K.conv2d_grad_input(y, w, (6, 6), (2, 2), (1, 1))
     K.conv2d_grad_weight(x, y, (3, 3), (2, 2), (1, 1))
     mean, var = K.batchnorm_stats(x)
-    invstd = 1.0 / np.sqrt(var + dtype(1e-5))
+    invstd = 1.0 / xp.sqrt(var + dtype(1e-5))
     K.batchnorm_forward(x, mean, invstd, None, None)
     K.batchnorm_backward(x, x, mean, invstd, None)
     K.leaky_relu_grad(x, K.leaky_relu(x, 0.2), 0.2)
+    _synchronise(device)
     return time.perf_counter() - t0
+
+
+def _synchronise(device, torch=None):
+    """Wait for the GPU (CuPy's stream, or PyTorch's) so that a timing covers the work."""
+    if device == "cuda":
+        if torch is None:
+            backend.require_cupy().cuda.Device().synchronize()
+        else:
+            torch.cuda.synchronize()
+
+
+def _synchronised(fn, device, torch=None):
+    if device == "cpu":
+        return fn
+
+    def run():
+        fn()
+        _synchronise(device, torch)
+    return run
+
+
+def gpu_sgemm_gflops(n=4096, dtype=np.float32, repeat=7):
+    """GFLOP/s of an n x n x n cupy.matmul (cuBLAS): the ceiling for the GPU's GEMM-based convs."""
+    cp = backend.require_cupy()
+    a = cp.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(dtype))
+    c = cp.empty((n, n), dtype)
+    run = _synchronised(lambda: cp.matmul(a, a, out=c), "cuda")
+    for _ in range(2):
+        run()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / min(times) / 1e9
+
+
+def gpu_info(torch):
+    """The GPU's name and the CUDA, CuPy and cuDNN (PyTorch's) versions, as a dict."""
+    cp = backend.require_cupy()
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    info = {"gpu": name, "cupy": cp.__version__, "cuda_runtime": cp.cuda.runtime.runtimeGetVersion()}
+    if torch is not None:
+        info.update(torch=torch.__version__, torch_cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version(),
+                    cudnn_enabled=bool(torch.backends.cudnn.enabled))
+    return info
 
 
 def cold_compile_seconds(dtype_name):
@@ -222,35 +288,57 @@ def cold_compile_seconds(dtype_name):
         return float(out.stdout.strip().splitlines()[-1])
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where minigan's kernels and PyTorch's ops run")
     ap.add_argument("--only", default="", help="run only layers whose name contains this text")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--cold-compile", action="store_true",
-                    help="also time compiling every kernel from scratch, in a child process")
-    args = ap.parse_args()
+                    help="also time compiling every CPU kernel from scratch, in a child process")
+    args = ap.parse_args(argv)
     dtype = np.dtype(args.dtype).type
+    device = args.device
+    if device == "cuda" and not backend.cupy_available():
+        sys.exit("--device cuda needs CuPy and a CUDA GPU; none was found (pip install "
+                 "'minigan[gpu]' on a machine with an NVIDIA driver)")
 
     info = print_blas_info()
-    from minigan.kernels.cpu_threads import num_threads
-    info["kernel_threads"] = num_threads()
-    print(f"minigan CPU kernels share work over {num_threads()} threads")
+    torch = None if args.no_torch else import_torch(2)
+    torch_note = "not used (--no-torch)" if args.no_torch else "not installed"
+    if torch is not None and device == "cuda" and not torch.cuda.is_available():
+        torch, torch_note = None, "installed without CUDA, so no comparison on the GPU"
+    if device == "cuda":
+        gpu = gpu_info(torch)
+        info.update(gpu)
+        print("GPU: " + ", ".join(f"{k}={v}" for k, v in gpu.items()))
+    else:
+        from minigan.kernels.cpu_threads import num_threads
+        info["kernel_threads"] = num_threads()
+        print(f"minigan CPU kernels share work over {num_threads()} threads")
     print("load average (1, 5, 15 min): %.1f %.1f %.1f  (other processes skew timings)"
           % os.getloadavg())
-    compile_s = first_call_seconds(dtype)
-    print(f"first call of all kernels ({args.dtype}): {compile_s:.2f} s "
-          "(compilation, or loading numba's on-disk cache)")
+    compile_s = first_call_seconds(dtype, device)
+    print(f"first call of all kernels ({args.dtype}, {device}): {compile_s:.2f} s "
+          "(compilation, or loading the on-disk kernel cache)")
     cold_s = None
-    if args.cold_compile:
+    if args.cold_compile and device == "cpu":
         cold_s = cold_compile_seconds(args.dtype)
         print(f"compiling all kernels from scratch ({args.dtype}): {cold_s:.2f} s")
-    gemm = sgemm_gflops(1024, dtype)
-    print(f"NumPy {args.dtype} GEMM 1024^3: {gemm:.0f} GFLOP/s")
-    torch = None if args.no_torch else import_torch(2)
-    print("torch:", "not installed" if torch is None else f"{torch.__version__}, 2 threads")
+    if device == "cuda":
+        gemm = gpu_sgemm_gflops(4096, dtype)
+        print(f"CuPy (cuBLAS) {args.dtype} GEMM 4096^3: {gemm:.0f} GFLOP/s")
+    else:
+        gemm = sgemm_gflops(1024, dtype)
+        print(f"NumPy {args.dtype} GEMM 1024^3: {gemm:.0f} GFLOP/s")
+    if torch is None:
+        print(f"torch: {torch_note}")
+    else:
+        print(f"torch: {torch.__version__}, " + ("2 threads" if device == "cpu" else
+                                                 f"CUDA, cuDNN {torch.backends.cudnn.version()}"))
 
     rng = np.random.default_rng(0)
     rows = []
@@ -263,13 +351,14 @@ def main():
         for spec, make in cases:
             if args.only not in spec[0]:
                 continue
-            fwd, fwdbwd, flops, make_torch = make(spec, batch, dtype, rng)
-            tf = make_torch(torch) if torch is not None else None
+            fwd, fwdbwd, flops, make_torch = make(spec, batch, dtype, rng, device)
+            tf = make_torch(torch, device) if torch is not None else None
             for label, ours, nprod, ti in (("fwd", fwd, 1, 0), ("fwd+bwd", fwdbwd, 3, 1)):
-                if tf is None:
-                    (ms, mn), (tms, tmn) = time_interleaved_ms([ours], repeat=args.repeat)[0], (None, None)
-                else:
-                    (ms, mn), (tms, tmn) = time_interleaved_ms([ours, tf[ti]], repeat=args.repeat)
+                fns = [_synchronised(ours, device)]
+                if tf is not None:
+                    fns.append(_synchronised(tf[ti], device, torch))
+                timed = time_interleaved_ms(fns, repeat=args.repeat)
+                (ms, mn), (tms, tmn) = timed[0], (timed[1] if tf is not None else (None, None))
                 gf = flops * nprod / (ms * 1e-3) / 1e9 if flops else None
                 ratio = ms / tms if tms else None
                 ratio_min = mn / tmn if tmn else None
@@ -284,9 +373,10 @@ def main():
                 print(f"{spec[0]:26s} {batch:4d} {label:8s} {ms:8.3f} {num(gf, '.0f', 8)} "
                       f"{num(tms, '.3f', 9)} {num(ratio, '.2f', 6)} {mn:8.3f} {num(tmn, '.3f', 9)} "
                       f"{num(ratio_min, '.2f', 6)}", flush=True)
-    json_line({"bench": "kernels", "dtype": args.dtype, "blas": info, "sgemm_gflops": round(gemm, 1),
-               "first_call_s": round(compile_s, 3), "cold_compile_s": cold_s and round(cold_s, 3),
-               "load_avg": os.getloadavg(), "results": rows})
+    json_line({"bench": "kernels", "device": device, "dtype": args.dtype, "blas": info,
+               "sgemm_gflops": round(gemm, 1), "first_call_s": round(compile_s, 3),
+               "cold_compile_s": cold_s and round(cold_s, 3), "load_avg": os.getloadavg(),
+               "results": rows})
 
 
 if __name__ == "__main__":

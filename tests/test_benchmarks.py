@@ -8,23 +8,49 @@ import sys
 
 import pytest
 
+from minigan import backend
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_script(name, *args):
+def launch(name, *args):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args],
+    return subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def run_script(name, *args):
+    done = launch(name, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.strip().splitlines()
     return done.stdout, json.loads(lines[-1])
 
 
-def test_bench_dcgan_prints_the_iteration_table_and_json():
+def test_bench_dcgan_prints_the_iteration_table_and_json(device):
     text, last = run_script("bench_dcgan.py", "--batch", "4", "--repeat", "1", "--warmup", "0",
-                            "--no-torch")
-    assert "One DCGAN iteration on cpu" in text
+                            "--no-torch", "--device", device)
+    assert f"One DCGAN iteration on {device}" in text
     assert last["benchmark"] == "dcgan_iteration" and last["results"][0]["batch"] == 4
+
+
+def test_bench_kernels_times_every_layer_and_pass(device):
+    text, last = run_script("bench_kernels.py", "--batch", "2", "--repeat", "1", "--no-torch",
+                            "--device", device)
+    rows = last["results"]
+    assert last["device"] == device and last["sgemm_gflops"] > 0 and last["first_call_s"] > 0
+    # 6 convolutions and 7 batchnorm / activation layers, each forward and forward + backward
+    assert len(rows) == 26 and {r["pass"] for r in rows} == {"fwd", "fwd+bwd"}
+    d2 = [r for r in rows if r["layer"].startswith("D2 Conv")]
+    assert len(d2) == 2 and all(r["ms"] > 0 and r["gflops"] > 0 for r in d2)
+    assert "D2 Conv 64->128 14->7" in text
+
+
+@pytest.mark.skipif(backend.cupy_available(), reason="CuPy and a GPU are here")
+@pytest.mark.parametrize("script", ["bench_kernels.py", "bench_dcgan.py"])
+def test_gpu_benchmarks_without_a_gpu_say_what_is_missing(script):
+    done = launch(script, "--device", "cuda", "--batch", "2", "--no-torch")
+    assert done.returncode != 0
+    assert "--device cuda needs CuPy and a CUDA GPU" in done.stderr
 
 
 def test_fid_vs_torch_records_runs_and_skips_them_on_a_second_call(tmp_path):
