@@ -1,6 +1,8 @@
-"""What the image-GAN examples share: common command-line flags, the run folder, checkpoints that
-resume a run exactly, the training loop around an example's own iteration (:class:`TrainingRun`:
-progress bar, per-epoch grids, checkpoints, the NaN guard), sample pictures and final metrics.
+"""What the examples share. Every example: the --device flag and its check (:func:`add_device_arg`,
+:func:`check_device`). The image-GAN examples also: common command-line flags, the run folder,
+checkpoints that resume a run exactly, the training loop around an example's own iteration
+(:class:`TrainingRun`: progress bar, per-epoch grids, checkpoints, the NaN guard), sample
+pictures and final metrics.
 
 A run folder holds (names in :class:`RunDir`):
 
@@ -22,6 +24,23 @@ from minigan.data import load_bundled, load_mnist, to_unit_range
 from minigan.gan.train import NonFiniteLossError, generate, restore_run_state, run_state
 
 
+DEVICE_MISSING = ("--device cuda needs CuPy and a CUDA GPU (pip install 'minigan[gpu]'); "
+                  "none was found: run with --device cpu")
+
+
+def add_device_arg(parser, help="where the models train: the CPU, or an NVIDIA GPU through CuPy"):
+    """The --device flag every example takes: 'cpu' (the default) or 'cuda'."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help=help)
+    return parser
+
+
+def check_device(device):
+    """Exit with :data:`DEVICE_MISSING` when ``device`` is 'cuda' and CuPy or a GPU is missing:
+    called right after parsing, so the run stops before it loads data or writes a file."""
+    if device == "cuda" and not backend.cupy_available():
+        sys.exit(DEVICE_MISSING)
+
+
 def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example", width=64,
                     lr_help="Adam's learning rate, G and D"):
     """The flags every image-GAN example takes, with this example's defaults (``width``: ngf and
@@ -35,7 +54,7 @@ def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example", w
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--lr", type=float, default=lr, help=lr_help)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    add_device_arg(parser)
     parser.add_argument("--out", default=out, help="run folder for images, metrics, checkpoint")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run folder's checkpoint (a longer --iters or "
@@ -96,9 +115,7 @@ def check_args(args):
         sys.exit(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     if not args.lr > 0:
         sys.exit(f"--lr must be > 0, got {args.lr}")
-    if args.device == "cuda" and not backend.cupy_available():
-        sys.exit("--device cuda needs CuPy and a CUDA GPU (pip install 'minigan[gpu]'); "
-                 "none was found: run with --device cpu")
+    check_device(args.device)
 
 
 class RunDir:

@@ -32,6 +32,8 @@ from minigan.data import load_mnist
 from minigan.gan.models import Generator
 from minigan.gan.train import generate
 
+from ._common import add_device_arg, check_device
+
 FINAL_METRICS_SAMPLES = 2000   # what examples/dcgan_mnist.py scores at the end of a run
 
 
@@ -45,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--n", type=int, default=FINAL_METRICS_SAMPLES, help="samples to draw from a run")
     p.add_argument("--seed", type=int, default=None,
                    help="noise seed for a run's samples (default: the run's own seed)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where G runs")
+    add_device_arg(p, help="where G runs")
     p.add_argument("--real", help="a .npy / .npz of real images for FID (default: held-out digits)")
     p.add_argument("--no-baseline", action="store_true", help="skip the real-vs-real FID line")
     p.add_argument("--classifier", help="classifier weights (default: the shipped ones)")
@@ -55,8 +57,7 @@ def parse_args(argv=None):
         p.error("give either a run folder / checkpoint, or --images FILE (not both)")
     if args.n < 2:
         p.error(f"--n must be >= 2 (FID needs a covariance), got {args.n}")
-    if args.device == "cuda" and not backend.cupy_available():
-        p.error("--device cuda needs CuPy and a CUDA GPU; none was found")
+    check_device(args.device)
     return args
 
 

@@ -12,7 +12,10 @@ the pieces the tests check (``optimal_logit``, ``value_by_quadrature``, ``fit_di
 ``train_gan``) and a command line that trains a small MLP GAN on N(4, 1.25^2):
 
     python -m examples.gan_1d [--steps 1200] [--seed 0] [--loss nonsaturating|minimax]
-                              [--out gan_1d.png]
+                              [--out gan_1d.png] [--device cpu|cuda]
+
+With ``--device cuda`` the two networks train on a GPU; every random number is still drawn on
+the CPU and moved there, and the samples come back as NumPy for the statistics and the plot.
 """
 import argparse
 import math
@@ -24,6 +27,8 @@ import minigan as mg
 import minigan.functional as F
 from minigan import gan, nn, optim
 from minigan.data import gaussian_pdf
+
+from ._common import add_device_arg, check_device
 
 DATA_MEAN, DATA_STD = 4.0, 1.25
 
@@ -95,10 +100,11 @@ def fit_discriminator(x_data, x_g, model=None, steps=300, lr=0.1):
     return model
 
 
-def discriminator_probability(model, x):
-    """D(x) = sigmoid(model(x)) for a 1-D NumPy array x, as a float64 NumPy array."""
+def discriminator_probability(model, x, device="cpu"):
+    """D(x) = sigmoid(model(x)) for a 1-D NumPy array x, as a float64 NumPy array; ``device``:
+    where the model's weights are (x is moved there, the result comes back)."""
     with mg.no_grad():
-        logits = model(mg.tensor(np.asarray(x, dtype=np.float32).reshape(-1, 1)))
+        logits = model(mg.tensor(np.asarray(x, dtype=np.float32).reshape(-1, 1), device=device))
         return F.sigmoid(logits).numpy().astype(np.float64).reshape(-1)
 
 
@@ -107,7 +113,7 @@ def discriminator_probability(model, x):
 # ------------------------------------------------------------------------------------------------
 def train_gan(steps=1200, seed=0, loss="nonsaturating", batch=256, lr_g=1e-3, lr_d=2e-3,
               data=(DATA_MEAN, DATA_STD), hidden=16, g_activation="tanh", d_activation="tanh",
-              latent_dim=1, log_every=0, log=print):
+              latent_dim=1, log_every=0, log=print, device="cpu"):
     """Train an MLP generator latent_dim -> hidden -> hidden -> 1 (z ~ N(0, I)) and an MLP
     discriminator 1 -> 2*hidden -> 2*hidden -> 1 logit on samples of N(mean, std^2), one D step
     and one G step per iteration, Adam(betas=(0.5, 0.999)), fresh batches every step.
@@ -118,7 +124,11 @@ def train_gan(steps=1200, seed=0, loss="nonsaturating", batch=256, lr_g=1e-3, lr
 
     ``loss``: 'nonsaturating' (G minimises -E log D(G(z))) or 'minimax' (G minimises
     E log(1 - D(G(z)))). Returns (G, D, history) where history holds (step, d_loss, g_loss,
-    mean, std) rows of the generator's samples."""
+    mean, std) rows of the generator's samples.
+
+    ``device``: 'cpu' or 'cuda'. The weights are drawn on the CPU from the seed and the models
+    moved there; data and noise are drawn on the CPU from ``rng`` and moved each step, so a seed
+    gives the same starting weights and batches on either device. G and D stay on ``device``."""
     if loss not in ("nonsaturating", "minimax"):
         raise ValueError(f"loss must be 'nonsaturating' or 'minimax', got {loss!r}")
     g_loss_fn = gan.g_loss_nonsaturating if loss == "nonsaturating" else gan.g_loss_minimax
@@ -126,12 +136,15 @@ def train_gan(steps=1200, seed=0, loss="nonsaturating", batch=256, lr_g=1e-3, lr
     rng = np.random.default_rng(seed)
     G = gan.mlp_generator(latent_dim, (hidden, hidden), 1, g_activation, out_activation=None)
     D = gan.mlp_discriminator(1, (2 * hidden, 2 * hidden), activation=d_activation)
+    G.to(device)   # in place, before the optimizers are made (a no-op on the CPU)
+    D.to(device)
     opt_g = optim.Adam(G.parameters(), lr=lr_g, betas=(0.5, 0.999))
     opt_d = optim.Adam(D.parameters(), lr=lr_d, betas=(0.5, 0.999))
     history = []
     for step in range(1, steps + 1):
-        real = mg.tensor(rng.normal(data[0], data[1], (batch, 1)).astype(np.float32))
-        z = mg.tensor(rng.standard_normal((batch, latent_dim)).astype(np.float32))
+        real = mg.tensor(rng.normal(data[0], data[1], (batch, 1)).astype(np.float32),
+                         device=device)
+        z = mg.tensor(rng.standard_normal((batch, latent_dim)).astype(np.float32), device=device)
         fake = G(z)
         opt_d.zero_grad()
         d_loss = gan.d_loss_minimax(D(real), D(fake.detach()))
@@ -142,32 +155,34 @@ def train_gan(steps=1200, seed=0, loss="nonsaturating", batch=256, lr_g=1e-3, lr
         g_loss.backward()
         opt_g.step()
         if log_every and (step % log_every == 0 or step == steps):
-            mean, std = sample_stats(G, rng)
+            mean, std = sample_stats(G, rng, device=device)
             history.append((step, d_loss.item(), g_loss.item(), mean, std))
             log(f"step {step:5d}  d_loss {d_loss.item():.4f}  g_loss {g_loss.item():.4f}  "
                 f"G mean {mean:.3f} std {std:.3f}")
     return G, D, history
 
 
-def sample(G, n, rng):
-    """n samples of the generator as a float64 NumPy array."""
+def sample(G, n, rng, device="cpu"):
+    """n samples of the generator (its weights on ``device``) as a float64 NumPy array; the
+    noise is drawn from ``rng`` on the CPU and moved there."""
     with mg.no_grad():
-        z = mg.tensor(rng.standard_normal((n, G[0].in_features)).astype(np.float32))
+        z = mg.tensor(rng.standard_normal((n, G[0].in_features)).astype(np.float32),
+                      device=device)
         return G(z).numpy().astype(np.float64).reshape(-1)
 
 
-def sample_stats(G, rng, n=20000):
+def sample_stats(G, rng, n=20000, device="cpu"):
     """Mean and standard deviation of n generator samples."""
-    x = sample(G, n, rng)
+    x = sample(G, n, rng, device)
     return float(x.mean()), float(x.std())
 
 
 # ------------------------------------------------------------------------------------------------
 # A picture: histogram of G's samples over the data density, and D(x)
 # ------------------------------------------------------------------------------------------------
-def save_plot(path, samples, D, data=(DATA_MEAN, DATA_STD), size=(480, 240)):
+def save_plot(path, samples, D, data=(DATA_MEAN, DATA_STD), size=(480, 240), device="cpu"):
     """A PNG: grey bars = histogram of the generator's samples (as a density), blue line = the data
-    density, red line = D(x) (on its own [0, 1] scale)."""
+    density, red line = D(x) (on its own [0, 1] scale). ``device``: where D's weights are."""
     from PIL import Image, ImageDraw
 
     w, h = size
@@ -186,7 +201,7 @@ def save_plot(path, samples, D, data=(DATA_MEAN, DATA_STD), size=(480, 240)):
         draw.rectangle([px(a), h - 1 - c / top * (h - 1), px(b), h - 1], fill=(190, 190, 190))
     draw.line([(i, h - 1 - d / top * (h - 1)) for i, d in enumerate(density)], fill=(30, 60, 200),
               width=2)
-    d_x = discriminator_probability(D, xs)
+    d_x = discriminator_probability(D, xs, device)
     draw.line([(i, h - 1 - p * (h - 1)) for i, p in enumerate(d_x)], fill=(200, 40, 40), width=1)
     image.save(path)
 
@@ -197,15 +212,19 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loss", choices=("nonsaturating", "minimax"), default="nonsaturating")
     parser.add_argument("--out", default="gan_1d.png", help="PNG to write ('' for none)")
+    add_device_arg(parser)
     args = parser.parse_args(argv)
+    check_device(args.device)   # before any step is taken or file written
     start = time.perf_counter()
-    G, D, _ = train_gan(args.steps, args.seed, args.loss, log_every=max(args.steps // 10, 1))
-    mean, std = sample_stats(G, np.random.default_rng(args.seed + 1))
+    G, D, _ = train_gan(args.steps, args.seed, args.loss, log_every=max(args.steps // 10, 1),
+                        device=args.device)
+    mean, std = sample_stats(G, np.random.default_rng(args.seed + 1), device=args.device)
     print(f"data      mean {DATA_MEAN:.3f}  std {DATA_STD:.3f}")
     print(f"generator mean {mean:.3f}  std {std:.3f}  (errors {abs(mean / DATA_MEAN - 1):.1%}, "
           f"{abs(std / DATA_STD - 1):.1%}; {time.perf_counter() - start:.1f} s)")
     if args.out:
-        save_plot(args.out, sample(G, 20000, np.random.default_rng(args.seed + 2)), D)
+        samples = sample(G, 20000, np.random.default_rng(args.seed + 2), args.device)
+        save_plot(args.out, samples, D, device=args.device)
         print(f"wrote {args.out}")
 
 

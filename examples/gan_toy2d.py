@@ -1,7 +1,7 @@
 """MLP GANs on PacGAN's 2-D mixtures (8-Gaussian ring, 25-Gaussian grid), with the "GAN Lab" view.
 
     python -m examples.gan_toy2d [--data ring|grid] [--loss gan|wgan|wgan-gp] [--pack M]
-                                 [--seed S] [--steps N] [--out FOLDER] ...
+                                 [--seed S] [--steps N] [--out FOLDER] [--device cpu|cuda] ...
 
 Without further flags a run uses :data:`minigan.gan.toy2d.GOAL_CONFIGS` for its mixture (the
 configuration the benchmark reports); every flag given replaces that field. The run folder
@@ -15,6 +15,9 @@ configuration the benchmark reports); every flag given replaces that field. The 
                       side; gan_lab_<step>.png holds each panel on its own
     curves.png        discriminator and generator losses, captured-mode share and high-quality
                       share over training (with --log-every > 0, the default)
+
+``--device cuda`` trains the two networks on a GPU; the data and noise are still drawn on the
+CPU from the seed and moved there, and the points and surfaces written come back as NumPy.
 """
 import argparse
 import dataclasses
@@ -28,6 +31,8 @@ from PIL import Image
 from minigan import io
 from minigan.data.toy import sample_mixture
 from minigan.gan.toy2d import GOAL_CONFIGS, LOSSES, MIXTURES, Toy2DConfig, mixture, train_toy2d
+
+from ._common import add_device_arg, check_device
 
 
 def _sizes(text):
@@ -74,7 +79,10 @@ def parse_args(argv=None):
                    help="steps between history records (default: 50 records per run)")
     p.add_argument("--out", default=None, help="run folder")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    add_device_arg(p)
+    args = p.parse_args(argv)
+    check_device(args.device)   # before any folder is made or step is taken
+    return args
 
 
 def config_from_args(args):
@@ -168,7 +176,8 @@ def main(argv=None):
                         refresh=False)
         bar.update(1)
 
-    run = train_toy2d(config, seed=args.seed, progress=progress if bar is not None else None)
+    run = train_toy2d(config, seed=args.seed, progress=progress if bar is not None else None,
+                      device=args.device)
     if bar is not None:
         bar.close()
 

@@ -2,6 +2,7 @@
 
     python -m examples.train_mnist_classifier                 # writes minigan/metrics/lenet_mnist.npz
     python -m examples.train_mnist_classifier --bundled --epochs 20 --out /tmp/lenet.npz
+    python -m examples.train_mnist_classifier --device cuda   # on an NVIDIA GPU (CuPy)
 
 Data: ``minigan.data.load_mnist`` ("train" to fit, "test" to report accuracy on held-out digits).
 Offline it falls back to the bundled 5,000-digit subset: 4,500 to train, a fixed hold-out of
@@ -12,6 +13,10 @@ Training: Adam, cross-entropy, a cosine learning-rate decay to zero, and random 
 to ``--shift`` pixels (the 4,500 digits are few: shifted copies are cheap extra data).
 The held-out accuracy after the last epoch is saved with the weights, with the data source,
 the date, the seed and the training time.
+
+``--device cuda`` trains the network on a GPU. The shuffling and the shifts are drawn on the CPU
+as before and each batch is moved there, so a seed gives the same batches on either device; the
+weights are written from host NumPy copies (``state_dict``), so the file loads on any machine.
 """
 import argparse
 import math
@@ -21,9 +26,11 @@ import numpy as np
 
 import minigan
 import minigan.functional as F
-from minigan import optim
+from minigan import backend, optim
 from minigan.data import Batches, load_bundled, load_mnist, to_unit_range
 from minigan.metrics.classifier import WEIGHTS_PATH, LeNet, MnistClassifier, save_classifier
+
+from ._common import add_device_arg, check_device
 
 
 def parse_args(argv=None):
@@ -39,7 +46,10 @@ def parse_args(argv=None):
     p.add_argument("--bundled", action="store_true", help="train on the bundled 5,000-digit subset")
     p.add_argument("--data-dir", default=None, help="a folder holding the MNIST IDX files")
     p.add_argument("--out", default=WEIGHTS_PATH, help="where to write the weights (.npz)")
-    return p.parse_args(argv)
+    add_device_arg(p, help="where the network trains: the CPU, or an NVIDIA GPU through CuPy")
+    args = p.parse_args(argv)
+    check_device(args.device)   # before any data is loaded
+    return args
 
 
 def load_data(args):
@@ -71,6 +81,7 @@ def train(args):
     print(f"training on {len(y_train)} digits, testing on {len(y_test)} held out ({source})")
 
     net = LeNet(channels=tuple(args.channels), features=args.features)
+    net.to(args.device)   # weights drawn on the CPU from the seed, then moved, before Adam is made
     opt = optim.Adam(net.parameters(), lr=args.lr)
     batches = Batches(x_train, y_train, batch_size=args.batch_size, seed=args.seed)
     rng = np.random.default_rng(args.seed + 1)
@@ -82,14 +93,15 @@ def train(args):
         for xb, yb in batches:
             # cosine decay from lr to 0 over the whole run, set before each step
             opt.param_groups[0]["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
-            logits = net(minigan.Tensor(shifted(xb, args.shift, rng)))
-            loss = F.cross_entropy(logits, yb)
+            # the batch is shuffled and shifted on the CPU, then moved to the network's device
+            logits = net(minigan.Tensor(shifted(xb, args.shift, rng), device=args.device))
+            loss = F.cross_entropy(logits, yb)   # the labels follow the logits to their device
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
             loss_sum += loss.item() * len(yb)
-            correct += int((logits.data.argmax(axis=1) == yb).sum())
+            correct += int((backend.as_numpy(logits.data.argmax(axis=1)) == yb).sum())
             seen += len(yb)
         accuracy = MnistClassifier(net).accuracy(x_test, y_test)
         print(f"epoch {epoch:3d}  loss {loss_sum / seen:.4f}  train acc {correct / seen:.4f}  "

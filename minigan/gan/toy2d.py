@@ -161,22 +161,24 @@ def lr_factor(step, config):
     return 1.0 + t * (config.lr_final - 1.0)
 
 
-def generate(G, n, rng, z_dim, scale=1.0, chunk=4096):
+def generate(G, n, rng, z_dim, scale=1.0, chunk=4096, device="cpu"):
     """n generated points scale * G(z) (n, 2) float64 as NumPy, z ~ N(0, I) from ``rng``,
-    without a graph."""
+    without a graph. ``device``: where G's weights are; z is drawn on the CPU and moved there,
+    so a seed gives the same noise on every device."""
     out = np.empty((n, 2))
     with no_grad():
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             z = rng.standard_normal((stop - start, z_dim)).astype(np.float32)
-            out[start:stop] = G(Tensor(z)).numpy()
+            out[start:stop] = G(Tensor(z, device=device)).numpy()   # .numpy(): back on the host
     return out * scale
 
 
-def evaluate(G, data, rng, z_dim, n=EVAL_SAMPLES):
-    """(samples (n, 2), mode_coverage metrics) of the generator on mixture ``data``."""
+def evaluate(G, data, rng, z_dim, n=EVAL_SAMPLES, device="cpu"):
+    """(samples (n, 2), mode_coverage metrics) of the generator on mixture ``data``; G runs on
+    ``device``, the samples and metrics are NumPy."""
     modes, std, _, scale = mixture(data)
-    samples = generate(G, n, rng, z_dim, scale)
+    samples = generate(G, n, rng, z_dim, scale, device=device)
     if not np.isfinite(samples).all():
         # mode_coverage refuses NaN; a diverged run scores nothing rather than stopping a sweep
         return samples, {"modes": 0, "n_modes": len(modes), "high_quality": 0.0,
@@ -186,7 +188,7 @@ def evaluate(G, data, rng, z_dim, n=EVAL_SAMPLES):
 
 
 def decision_surface(D, extent, pack_size=1, resolution=96, companions=None, sigmoid=True,
-                     scale=1.0):
+                     scale=1.0, device="cpu"):
     """The discriminator's verdict on an even grid over ``extent`` = (xmin, xmax, ymin, ymax):
     (resolution, resolution) float64 with row i at y = ymin + i (ymax - ymin) / (resolution - 1)
     and column j at x likewise (the layout ``io.scatter_png`` takes).
@@ -194,7 +196,9 @@ def decision_surface(D, extent, pack_size=1, resolution=96, companions=None, sig
     With packing (m > 1) D judges m points at once; the grid point x takes the first slot and
     the other m - 1 slots hold real samples: ``companions`` (C, m - 1, 2), the verdict averaged
     over the C sets. ``sigmoid``: D(x) = sigmoid(logit) in [0, 1]; False keeps raw scores (a
-    Wasserstein critic's). ``scale``: D is fed points and companions divided by it."""
+    Wasserstein critic's). ``scale``: D is fed points and companions divided by it.
+    ``device``: where D's weights are (the grid is built on the CPU and moved there; the
+    verdict comes back as NumPy)."""
     x0, x1, y0, y1 = extent
     xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
     gx, gy = np.meshgrid(xs, ys)
@@ -211,7 +215,7 @@ def decision_surface(D, extent, pack_size=1, resolution=96, companions=None, sig
         for c in companions:
             packed = np.concatenate([points, np.broadcast_to(c.ravel(), (len(points), c.size))],
                                     axis=1)
-            out = D(Tensor(np.ascontiguousarray(packed / np.float32(scale))))
+            out = D(Tensor(np.ascontiguousarray(packed / np.float32(scale)), device=device))
             out = F.sigmoid(out) if sigmoid else out
             total += out.numpy().reshape(-1)
     return (total / len(companions)).reshape(resolution, resolution)
@@ -226,13 +230,21 @@ def _snapshot_steps(config):
     return {round(i * config.steps / (config.snapshots - 1)) for i in range(config.snapshots)}
 
 
-def train_toy2d(config=None, seed=0, progress=None, **overrides):
+def train_toy2d(config=None, seed=0, progress=None, device="cpu", **overrides):
     """Train one GAN on a 2-D mixture and score it; returns a :class:`Toy2DRun`.
 
     ``config``: a :class:`Toy2DConfig` (keyword ``overrides`` replace its fields). ``seed`` fixes
     the weights, the data, the noise and the evaluation noise. ``progress(step, stats)``, when
     given, is called after every step (e.g. a progress bar's update) with stats = {"d_loss",
-    "g_loss", "lr_g", "lr_d"}: the step's last losses and the learning rates it used."""
+    "g_loss", "lr_g", "lr_d"}: the step's last losses and the learning rates it used.
+
+    ``device``: 'cpu' (the default) or 'cuda'. The models are built on the CPU from the seed and
+    moved there; every random number (data, noise, the gradient penalty's eps) is still drawn on
+    the CPU and moved, so a seed starts from the same weights and sees the same batches on either
+    device. The run's samples, snapshots and metrics are NumPy arrays on the host, and
+    ``run.generator`` / ``run.discriminator`` stay on ``device``. On 'cuda' the GPU runs behind
+    the Python loop, so ``seconds`` is exact only when a value is read back every step (a
+    ``progress`` callback does: it reads the losses)."""
     config = dataclasses.replace(config or Toy2DConfig(), **overrides).resolved()
     modes, std, extent, scale = mixture(config.data)
     m, B, wgan = config.pack, config.batch, config.loss != "gan"
@@ -240,6 +252,8 @@ def train_toy2d(config=None, seed=0, progress=None, **overrides):
     rng, view_rng = np.random.default_rng(train_seq), np.random.default_rng(view_seq)
     manual_seed(seed)
     G, D = build_models(config)
+    G.to(device)   # weights drawn on the CPU from the seed, then moved (in place; a no-op on cpu)
+    D.to(device)
     if config.loss == "wgan":
         opt_g = optim.RMSprop(G.parameters(), lr=config.lr_g)
         opt_d = optim.RMSprop(D.parameters(), lr=config.lr_d)
@@ -255,9 +269,9 @@ def train_toy2d(config=None, seed=0, progress=None, **overrides):
 
     def snapshot(step):
         with no_grad():
-            fake = G(Tensor(view_z)).numpy().astype(np.float64) * scale
+            fake = G(Tensor(view_z, device=device)).numpy().astype(np.float64) * scale
         heat = decision_surface(D, extent, m, companions=companions, sigmoid=not wgan,
-                                scale=scale)
+                                scale=scale, device=device)
         snapshots.append({"step": step, "fake": fake, "heat": heat, "extent": extent})
 
     if 0 in snap_at:
@@ -271,8 +285,10 @@ def train_toy2d(config=None, seed=0, progress=None, **overrides):
         for opt, lr in base:
             opt.param_groups[0]["lr"] = lr * factor
         for k in range(config.d_steps):
-            real = Tensor(sample_mixture(modes / scale, std / scale, B * m, rng))
-            z = Tensor(rng.standard_normal((B * m, config.z_dim)).astype(np.float32))
+            # drawn on the CPU from the run's generator, then moved to the models' device
+            real = Tensor(sample_mixture(modes / scale, std / scale, B * m, rng), device=device)
+            z = Tensor(rng.standard_normal((B * m, config.z_dim)).astype(np.float32),
+                       device=device)
             last = k == config.d_steps - 1
             if last:
                 fake = G(z)   # kept with its graph: the generator's update below reuses it
@@ -312,7 +328,8 @@ def train_toy2d(config=None, seed=0, progress=None, **overrides):
             if not (np.isfinite(d_value) and np.isfinite(g_value)):
                 raise FloatingPointError(f"train_toy2d: losses became non-finite at step {step} "
                                          f"(d_loss={d_value}, g_loss={g_value})")
-            _, score = evaluate(G, config.data, np.random.default_rng(view_seq), config.z_dim)
+            _, score = evaluate(G, config.data, np.random.default_rng(view_seq), config.z_dim,
+                                device=device)
             history.append({"step": step, "d_loss": d_value, "g_loss": g_value,
                             "lr_factor": factor, "modes": score["modes"],
                             "high_quality": score["high_quality"],
@@ -327,7 +344,8 @@ def train_toy2d(config=None, seed=0, progress=None, **overrides):
                             "lr_d": opt_d.param_groups[0]["lr"]})
 
     cpu_seconds = time.process_time() - cpu_start - cpu_excluded
-    samples, metrics = evaluate(G, config.data, np.random.default_rng(eval_seq), config.z_dim)
+    samples, metrics = evaluate(G, config.data, np.random.default_rng(eval_seq), config.z_dim,
+                                device=device)
     return Toy2DRun(config, int(seed), G, D, history, snapshots, samples, metrics, seconds,
                     cpu_seconds)
 

@@ -13,8 +13,10 @@ Strided convolutions do the downsampling that pooling does in LeNet (minigan has
 with their held-out accuracy and data source, to ``lenet_mnist.npz`` beside this file.
 
 ``load_classifier()`` returns a :class:`MnistClassifier`: NumPy images in, NumPy features and
-probabilities out, computed under ``no_grad`` in batches on the CPU. Images may come from any
-source (another framework included): see :func:`prepare_images` for what is accepted.
+probabilities out, computed under ``no_grad`` in batches on the device that holds the network's
+weights (the CPU for loaded weights; a network being trained on a GPU is scored there). Images
+may come from any source (another framework included): see :func:`prepare_images` for what is
+accepted.
 """
 import datetime
 import json
@@ -141,12 +143,13 @@ class MnistClassifier:
     def outputs(self, images, value_range=(-1.0, 1.0)):
         """(features float64 (N, F), probabilities float64 (N, 10)) in one pass over the images."""
         x = prepare_images(images, value_range)
+        device = next(self.net.parameters()).device   # each batch goes where the weights are
         feats, probs = [], []
         with no_grad():
             for start in range(0, len(x), self.batch_size):
-                h = self.net.features(Tensor(x[start:start + self.batch_size]))
-                logits = self.net.head(h).data.astype(np.float64)
-                feats.append(h.data.astype(np.float64))
+                h = self.net.features(Tensor(x[start:start + self.batch_size], device=device))
+                logits = backend.as_numpy(self.net.head(h).data).astype(np.float64)
+                feats.append(backend.as_numpy(h.data).astype(np.float64))
                 probs.append(_softmax(logits))
         return np.concatenate(feats), np.concatenate(probs)
 
