@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from minigan import metrics
@@ -74,6 +74,7 @@ def test_trace_sqrt_product_matches_general_eigenvalues(seed, d, rank):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), d=st.integers(1, 10), rank=st.integers(1, 10))
+@example(seed=220949, d=5, rank=3)  # swapping the arguments moves the value by 1.03e-8 (relative)
 def test_frechet_distance_is_zero_on_itself_symmetric_and_nonnegative(seed, d, rank):
     rng = np.random.default_rng(seed)
     mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
@@ -84,7 +85,11 @@ def test_frechet_distance_is_zero_on_itself_symmetric_and_nonnegative(seed, d, r
     assert metrics.frechet_distance(mu1, s1, mu1, s1) < 1e-6 * np.trace(s1)
     forward = metrics.frechet_distance(mu1, s1, mu2, s2)
     assert forward >= ((mu1 - mu2) ** 2).sum() - 1e-9 * (1 + forward)  # the covariance term >= 0
-    assert metrics.frechet_distance(mu2, s2, mu1, s1) == pytest.approx(forward, rel=1e-8, abs=1e-10)
+    # symmetric to the accuracy of trace_sqrt_product itself (1e-7, tested above), not beyond:
+    # the eigenvalues of S1 S2 and S2 S1 are the same numbers computed from different matrices
+    scale = np.trace(s1) + np.trace(s2)
+    assert metrics.frechet_distance(mu2, s2, mu1, s1) == pytest.approx(forward, rel=1e-7,
+                                                                      abs=1e-9 * scale)
 
 
 def test_gaussian_stats_and_frechet_distance_reject_bad_input():
