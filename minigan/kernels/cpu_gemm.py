@@ -9,12 +9,14 @@ the DCGAN's 64->128 convolution, forward + backward, took 22.5-23.5 ms like that
 19.3-21.2 ms when OpenBLAS's workers were told to sleep at once (the variable
 OPENBLAS_THREAD_TIMEOUT=4, which a library must not set for its user).
 
-So while one of our products runs, OpenBLAS is asked to stay on the calling thread, and a large
-product is cut into one slab per core (rows of the result, or columns when it is wider than
-tall), computed side by side by cpu_threads' pool: NumPy releases the GIL inside BLAS. The
-user's thread setting is restored as soon as the product is done, so NumPy code outside the
-kernels is untouched. Two single-threaded slabs ran the DCGAN's conv products at 146-173
-GFLOP/s, against 162-164 for one two-threaded OpenBLAS call.
+So while our kernels run products, OpenBLAS is asked to stay on the calling thread
+(:func:`blas_on_calling_threads`), and the cores are shared out by cpu_threads' pool, whose
+threads can all call the BLAS at once (NumPy releases the GIL inside it): the convolutions
+(cpu_conv) give each core its own images, and :func:`matmul` cuts one large product into one
+slab per core (rows of the result, or columns when it is wider than tall). The user's thread
+setting is restored as soon as the kernel is done, so NumPy code outside the kernels is
+untouched. Two single-threaded slabs ran the DCGAN's conv products at 146-173 GFLOP/s, against
+162-164 for one two-threaded OpenBLAS call.
 
 Where NumPy's BLAS is not an OpenBLAS whose thread control can be found, every product goes to
 np.matmul unchanged (and that BLAS shares out the cores itself).
