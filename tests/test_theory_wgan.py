@@ -3,7 +3,7 @@ Wasserstein-1 distance of two 1-D Gaussians; the penalty's closed form for linea
 second-order gradients the penalty needs, checked through MLP and conv critics."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import minigan as mg
@@ -89,18 +89,22 @@ def random_batches(shape, seed):
 @settings(max_examples=20, deadline=None)
 @given(shape=st.sampled_from([(5, 3), (4, 1, 3, 3), (2, 7)]), norm=st.floats(0.05, 4.0),
        lam=st.floats(0.1, 20.0), seed=st.integers(0, 2 ** 16))
+@example(shape=(5, 3), norm=1.0, lam=2.0, seed=0)  # a unit-norm critic: only the constant is left
 def test_penalty_of_a_linear_critic_is_lam_times_norm_minus_one_squared(shape, norm, lam, seed):
     # grad_x <w, x> = w at every point, so GP = lam (||w|| - 1)^2 whatever the interpolation
-    # points, and its gradient with respect to w is 2 lam (||w|| - 1) w / ||w||.
+    # points, and its gradient with respect to w is 2 lam (||w|| - 1) w / ||w||, where the
+    # penalty's norm is sqrt(||w||^2 + 1e-12) (the constant that keeps sqrt differentiable at 0:
+    # at ||w|| = 1 it alone leaves a gradient of ~1e-12 * lam).
     w = np.random.default_rng(seed + 1).standard_normal(shape[1:])
     w *= norm / np.linalg.norm(w)
     critic = LinearCritic(w)
     real, fake = random_batches(shape, seed)
     gp = losses.gradient_penalty(critic, real, fake, lam=lam, rng=seed)
-    assert gp.item() == pytest.approx(lam * (norm - 1) ** 2, rel=1e-9, abs=1e-12)
+    smooth = np.sqrt(norm ** 2 + 1e-12)
+    assert gp.item() == pytest.approx(lam * (smooth - 1) ** 2, rel=1e-9, abs=1e-12)
     gp.backward()
-    np.testing.assert_allclose(critic.w.grad.data, 2 * lam * (norm - 1) * w / norm,
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(critic.w.grad.data, 2 * lam * (smooth - 1) * w / smooth,
+                               rtol=1e-9, atol=1e-13)
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (3, 2, 5, 5)])
