@@ -70,7 +70,8 @@ import time
 
 import numpy as np
 
-from _common import import_torch, json_line, print_blas_info, sgemm_gflops, time_interleaved_ms
+from _common import (import_torch, json_line, print_blas_info, sgemm_gflops, time_interleaved_ms,
+                     time_ms)
 
 _REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 try:
@@ -251,15 +252,8 @@ def gpu_sgemm_gflops(n=4096, dtype=np.float32, repeat=7):
     cp = backend.require_cupy()
     a = cp.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(dtype))
     c = cp.empty((n, n), dtype)
-    run = _synchronised(lambda: cp.matmul(a, a, out=c), "cuda")
-    for _ in range(2):
-        run()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return 2.0 * n ** 3 / min(times) / 1e9
+    ms = time_ms(_synchronised(lambda: cp.matmul(a, a, out=c), "cuda"), warmup=2, repeat=repeat)
+    return 2.0 * n ** 3 / (ms * 1e-3) / 1e9
 
 
 def gpu_info(torch):
