@@ -10,7 +10,8 @@ Run:  python benchmarks/bench_kernels.py [--batch 64 256] [--repeat 9] [--dtype 
 For each layer it times, in ms (median of repeats, ours and PyTorch's interleaved in one process so
 that other load on the machine hits both alike):
   fwd      conv: the forward product;  bn: stats + normalise;  act: the activation
-  fwd+bwd  conv: forward + grad input + grad weight (3 products);  bn/act: forward + backward
+  fwd+bwd  conv: forward + grad input + grad weight (3 products; a Conv2d's weight gradient reuses
+           the forward's im2col matrix, as the Conv2d op does);  bn/act: forward + backward
 and prints GFLOP/s for convolutions (2 * multiply-adds per product) and ratio = ours / torch
 (torch.set_num_threads(2), torch.nn.functional, same shapes; x and w both require grad), from
 the medians and again from the minima (the minimum shows the code undisturbed by other load).
@@ -133,9 +134,11 @@ def conv_case(spec, batch, dtype, rng, device="cpu"):
             return K.conv2d(x, w, stride, padding)
 
         def fwdbwd():
-            fwd()
+            # as minigan's Conv2d op does when the weight wants a gradient: the forward keeps
+            # its im2col matrix and the weight gradient reuses it
+            _, patches = K.conv2d(x, w, stride, padding, keep_patches=True)
             K.conv2d_grad_input(gy, w, (size, size), stride, padding)
-            K.conv2d_grad_weight(x, gy, (k, k), stride, padding)
+            K.conv2d_grad_weight(x, gy, (k, k), stride, padding, patches=patches)
 
     def make_torch(torch, device="cpu"):
         F = torch.nn.functional
