@@ -60,7 +60,9 @@ Session 3, after the convolutions started running each core's images through gat
 (OpenBLAS held to the calling thread) and scatter in 4 MB chunks (load 1.4-2.0, two runs): every
 layer's fwd+bwd ratio at batch 64 is at most 1.46 by medians and 1.48 by minima (D2 1.33-1.46 /
 1.38-1.39, G2 1.09-1.28 / 1.19-1.25; Haswell: D2 1.45 / 1.41, G2 1.20 / 0.97). Predicted before:
-D2 fwd+bwd -10% (22.5-23.5 -> 20-21 ms); measured 18.9-20.4 ms. Tables in benchmarks/RESULTS.md.
+D2 fwd+bwd -10% (22.5-23.5 -> 20-21 ms); measured 18.9-20.4 ms. A fourth run had D2 at 1.42 / 1.54;
+after the conv fwd+bwd began reusing the forward's im2col matrix (as the Conv2d op does), three
+runs gave D2 1.38 / 1.41, 1.38 / 1.36 and (Haswell) 1.32 / 1.31. Tables in benchmarks/RESULTS.md.
 """
 import argparse
 import os
