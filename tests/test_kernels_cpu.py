@@ -265,6 +265,34 @@ def test_gemm_split_over_threads_matches_numpy(split_every_call, m, k, n, dtype)
     assert (big[:, :2] == 7).all() and (big[:, 2 + n:] == 7).all()
 
 
+def test_conv_without_blas_thread_control_runs_on_one_thread(split_every_call, monkeypatch):
+    """Where NumPy's BLAS is not an OpenBLAS minigan can hold to one thread, the convolutions
+    keep to the calling thread (the BLAS shares out each product itself) and give the same
+    results."""
+    monkeypatch.setattr(cpu_gemm, "_openblas", None)
+    used = []
+    real = cpu_threads.run_tasks
+
+    def spy(kernel, ntasks, elements, *args, **kw):
+        used.append(kw.get("max_parts"))
+        return real(kernel, ntasks, elements, *args, **kw)
+    monkeypatch.setattr(cpu_conv, "run_tasks", spy)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 2))
+    g = rng.standard_normal((5, 4, 5, 4))
+    stride, padding = (2, 2), (1, 0)
+    np.testing.assert_allclose(K.conv2d(x, w, stride, padding), ref_conv2d(x, w, stride, padding),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(K.conv2d_grad_input(g, w, x.shape[2:], stride, padding),
+                               ref_conv2d_grad_input(g, w, x.shape[2:], stride, padding),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(K.conv2d_grad_weight(x, g, w.shape[2:], stride, padding),
+                               ref_conv2d_grad_weight(x, g, w.shape[2:], stride, padding),
+                               rtol=1e-12, atol=1e-11)
+    assert used == [1, 1, 1]
+
+
 @pytest.mark.skipif(cpu_gemm._openblas is None, reason="NumPy's BLAS here is not an OpenBLAS "
                     "whose thread control minigan can find")
 def test_gemm_runs_openblas_single_threaded_and_restores_the_setting(monkeypatch):
