@@ -219,13 +219,8 @@ def split_every_call(monkeypatch):
     monkeypatch.setattr(cpu_gemm, "MIN_SPLIT_MACS", 0)
 
 
-# The fixture's monkeypatch is the same for every example, so sharing it across them is fine.
-@settings(max_examples=10, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=conv_cases())
-def test_conv_split_over_threads_matches_reference(split_every_call, case):
-    x, w, g = conv_arrays(case)
-    stride, padding = case[5], case[6]
+def assert_float64_conv_matches_references(x, w, g, stride, padding):
+    """The three float64 products against the loop references, to rounding."""
     np.testing.assert_allclose(K.conv2d(x, w, stride, padding), ref_conv2d(x, w, stride, padding),
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(K.conv2d_grad_input(g, w, x.shape[2:], stride, padding),
@@ -234,6 +229,15 @@ def test_conv_split_over_threads_matches_reference(split_every_call, case):
     np.testing.assert_allclose(K.conv2d_grad_weight(x, g, w.shape[2:], stride, padding),
                                ref_conv2d_grad_weight(x, g, w.shape[2:], stride, padding),
                                rtol=1e-12, atol=1e-11)
+
+
+# The fixture's monkeypatch is the same for every example, so sharing it across them is fine.
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=conv_cases())
+def test_conv_split_over_threads_matches_reference(split_every_call, case):
+    x, w, g = conv_arrays(case)
+    assert_float64_conv_matches_references(x, w, g, case[5], case[6])
 
 
 def test_run_tasks_covers_every_task_once(split_every_call):
@@ -281,15 +285,7 @@ def test_conv_without_blas_thread_control_runs_on_one_thread(split_every_call, m
     x = rng.standard_normal((5, 3, 9, 8))
     w = rng.standard_normal((4, 3, 3, 2))
     g = rng.standard_normal((5, 4, 5, 4))
-    stride, padding = (2, 2), (1, 0)
-    np.testing.assert_allclose(K.conv2d(x, w, stride, padding), ref_conv2d(x, w, stride, padding),
-                               rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(K.conv2d_grad_input(g, w, x.shape[2:], stride, padding),
-                               ref_conv2d_grad_input(g, w, x.shape[2:], stride, padding),
-                               rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(K.conv2d_grad_weight(x, g, w.shape[2:], stride, padding),
-                               ref_conv2d_grad_weight(x, g, w.shape[2:], stride, padding),
-                               rtol=1e-12, atol=1e-11)
+    assert_float64_conv_matches_references(x, w, g, (2, 2), (1, 0))
     assert used == [1, 1, 1]
 
 
