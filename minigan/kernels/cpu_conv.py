@@ -219,6 +219,17 @@ def _images_per_chunk(n, per_image_elems, itemsize):
     return max(1, -(-n // chunks))
 
 
+def _gather(x, n0, m, g, cols):
+    """im2col of images n0 .. n0+m-1 of x into cols, on the calling thread, through its
+    channels-last work buffer (not needed when x has one channel or one pixel: x is then
+    channels-last already)."""
+    N, C, H, W = x.shape
+    kh, kw, sh, sw, ph, pw, Ho, Wo = g
+    transpose = not (C == 1 or H * W == 1)
+    xh = cpu_memory.work("conv_x_nhwc", (m, H, W, C), x.dtype) if transpose else x
+    _im2col(x, n0, transpose, xh, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, 0, m)
+
+
 def _weight_taps_last(w):
     """w (O, C, kh, kw) as wk (O, kh*kw*C), columns in im2col's (a, b, c) order (a work array)."""
     O, C, kh, kw = w.shape
@@ -248,19 +259,14 @@ def _to_cnhw(a, n0, m):
 
 def _forward_images(x, wk, g, y3, patches, t0, t1):
     """y3[n] (O, Ho*Wo) for images t0 <= n < t1; im2col rows go to ``patches`` when given."""
-    N, C, H, W = x.shape
-    kh, kw, sh, sw, ph, pw, Ho, Wo = g
     O, K = wk.shape
-    P = Ho * Wo
+    P = g[6] * g[7]  # Ho * Wo
     nb = _images_per_chunk(t1 - t0, K * P, x.itemsize)
-    # x is already channels-last when it has one channel or one pixel
-    transpose = not (C == 1 or H * W == 1)
-    xh = cpu_memory.work("conv_x_nhwc", (nb, H, W, C), x.dtype) if transpose else x
     for n0 in range(t0, t1, nb):
         m = min(nb, t1 - n0)
         cols = (patches[n0 * P:(n0 + m) * P] if patches is not None
                 else cpu_memory.work("conv_cols", (m * P, K), x.dtype))
-        _im2col(x, n0, transpose, xh, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, 0, m)
+        _gather(x, n0, m, g, cols)
         if O == 1:  # (m*P, 1) is already NCHW
             np.matmul(cols, wk.T, out=y3[n0:n0 + m].reshape(m * P, 1))
             continue
@@ -289,13 +295,10 @@ def _grad_weight_images(x, gy3, g, patches, t0, t1):
     """This thread's part of gwk (O, kh*kw*C): the sum over images t0 <= n < t1 of
     gy[n] (O, P) @ cols[n] (P, K), as a new array (not a work array: one pool thread may do
     two parts in turn)."""
-    N, C, H, W = x.shape
-    kh, kw, sh, sw, ph, pw, Ho, Wo = g
-    O, P, K = gy3.shape[1], Ho * Wo, C * kh * kw
+    O, P = gy3.shape[1], g[6] * g[7]  # Ho * Wo
+    K = x.shape[1] * g[0] * g[1]  # C * kh * kw
     # kept patches need no gathering: the thread's images are one product
     nb = (t1 - t0) if patches is not None else _images_per_chunk(t1 - t0, K * P, x.itemsize)
-    transpose = not (C == 1 or H * W == 1)
-    xh = cpu_memory.work("conv_x_nhwc", (nb, H, W, C), x.dtype) if transpose else x
     total = cpu_memory.empty((O, K), x.dtype)
     for n0 in range(t0, t1, nb):
         m = min(nb, t1 - n0)
@@ -303,7 +306,7 @@ def _grad_weight_images(x, gy3, g, patches, t0, t1):
             cols = patches[n0 * P:(n0 + m) * P]
         else:
             cols = cpu_memory.work("conv_cols", (m * P, K), x.dtype)
-            _im2col(x, n0, transpose, xh, kh, kw, sh, sw, ph, pw, Ho, Wo, cols, 0, m)
+            _gather(x, n0, m, g, cols)
         # np.matmul cannot accumulate into its output (no BLAS beta), so chunks after the first
         # go to a partial sum that is then added.
         dst = total if n0 == t0 else cpu_memory.work("conv_gw_part", (O, K), x.dtype)
