@@ -46,7 +46,9 @@ from ._common import (TrainingRun, add_common_args, check_args, final_metrics, f
 # six times (five critic steps and a generator step) and a WGAN-GP critic step differentiates the
 # critic twice: measured side by side, a WGAN iteration costs about 2.1 DCGAN iterations at the
 # half widths used here and a WGAN-GP iteration 3.1, so the default runs take about 4 (WGAN) and
-# 4.5-5 (WGAN-GP) times as long as the DCGAN example's: roughly 25-30 minutes on 2 idle cores.
+# 4.5-5 (WGAN-GP) times as long as the DCGAN example's: 25-30 minutes on 2 idle cores with the
+# first CPU kernels, 13.5 (WGAN) and 15 minutes (WGAN-GP) since the convolutions run each core's
+# images on that core (the whole runs, metrics included, as the slow tests run them).
 DEFAULT_ITERS = {"wgan": 4000, "wgan-gp": 3000}
 DEFAULT_WIDTH = 32
 # The papers' learning rates and Lipschitz constraints (the optimizers: make_optimizers).
