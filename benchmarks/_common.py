@@ -5,33 +5,21 @@ Nothing here changes the process environment: OPENBLAS_CORETYPE and friends are 
 compare BLAS settings by running a benchmark twice with a different environment.
 """
 import ctypes
-import glob
 import json
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
 
-
-def _openblas_lib():
-    """NumPy's bundled OpenBLAS as a ctypes library, or None (another BLAS, or not found)."""
-    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
-        try:
-            return ctypes.CDLL(path)
-        except OSError:
-            pass
-    return None
-
-
-def _openblas_call(lib, stem):
-    """Call an OpenBLAS info function whatever its symbol prefix/suffix (scipy_openblas64_ etc.)."""
-    for name in (f"scipy_openblas_{stem}64_", f"openblas_{stem}64_", f"openblas_{stem}"):
-        fn = getattr(lib, name, None)
-        if fn is not None:
-            return fn
-    return None
+# the checkout's root: the benchmarks run from a checkout whether or not minigan is installed
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+try:
+    import minigan  # noqa: F401 - only to see whether it is importable
+except ImportError:
+    sys.path.insert(0, REPO)
+from minigan.kernels.cpu_gemm import openblas_function
 
 
 def blas_info():
@@ -43,15 +31,13 @@ def blas_info():
         info["blas"] = f"{blas.get('name')} {blas.get('version')}"
     except Exception:  # older NumPy: show_config only prints
         info["blas"] = "unknown"
-    lib = _openblas_lib()
-    if lib is not None:
-        core = _openblas_call(lib, "get_corename")
-        if core is not None:
-            core.restype = ctypes.c_char_p
-            info["openblas_core"] = core().decode()
-        nthr = _openblas_call(lib, "get_num_threads")
-        if nthr is not None:
-            info["openblas_threads"] = int(nthr())
+    core = openblas_function("get_corename")
+    if core is not None:
+        core.restype = ctypes.c_char_p
+        info["openblas_core"] = core().decode()
+    nthr = openblas_function("get_num_threads")
+    if nthr is not None:
+        info["openblas_threads"] = int(nthr())
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
         info[var] = os.environ.get(var, "(unset)")
     try:

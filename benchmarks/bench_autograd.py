@@ -33,19 +33,14 @@ import io
 import os
 import pstats
 import statistics
-import sys
 import time
 
 import numpy as np
 
-from _common import (_openblas_call, _openblas_lib, import_torch, json_line, print_blas_info,
+from _common import (import_torch, json_line, openblas_function, print_blas_info,
                      time_interleaved_ms)
 
-try:
-    import minigan as mg
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-    import minigan as mg
+import minigan as mg  # _common made a checkout's minigan importable
 import minigan.functional as F
 from minigan import gan, optim
 from minigan.profiler import profile
@@ -146,8 +141,7 @@ def time_interleaved_cpu_ms(fns, warmup=2, repeat=9):
 
 def set_blas_threads(n):
     """Set OpenBLAS's thread count (NumPy's bundled one); False when that is not possible."""
-    lib = _openblas_lib()
-    fn = _openblas_call(lib, "set_num_threads") if lib is not None else None
+    fn = openblas_function("set_num_threads")
     if fn is None:
         return False
     fn(int(n))

@@ -21,7 +21,6 @@ cProfile for one batch size.
 import argparse
 import cProfile
 import io as _io
-import os
 import pstats
 import sys
 
@@ -29,11 +28,7 @@ import numpy as np
 
 from _common import import_torch, json_line, print_blas_info, time_interleaved_ms
 
-try:
-    import minigan as mg
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-    import minigan as mg
+import minigan as mg  # _common made a checkout's minigan importable
 from minigan import backend, optim, profiler
 from minigan.gan.models import make_dcgan
 from minigan.gan.train import sample_noise, train_step

@@ -73,15 +73,10 @@ import time
 
 import numpy as np
 
-from _common import (import_torch, json_line, print_blas_info, sgemm_gflops, time_interleaved_ms,
-                     time_ms)
+from _common import (REPO, import_torch, json_line, print_blas_info, sgemm_gflops,
+                     time_interleaved_ms, time_ms)
 
-_REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-try:
-    import minigan.kernels as K
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, _REPO)
-    import minigan.kernels as K
+import minigan.kernels as K  # _common made a checkout's minigan importable
 from minigan import backend
 
 # (name, transposed, in_channels, out_channels, kernel, stride, padding, input size)
@@ -281,7 +276,7 @@ def cold_compile_seconds(dtype_name):
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         code = ("import sys, numpy as np; sys.path[:0] = [%r, %r]; import bench_kernels as b; "
                 "print(b.first_call_seconds(np.dtype(%r).type))"
-                % (os.path.dirname(os.path.abspath(__file__)), _REPO, dtype_name))
+                % (os.path.dirname(os.path.abspath(__file__)), REPO, dtype_name))
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                              check=True)
         return float(out.stdout.strip().splitlines()[-1])

@@ -37,11 +37,7 @@ import numpy as np
 
 from _common import import_torch, json_line, print_blas_info
 
-try:
-    import minigan as mg
-except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-    import minigan as mg
+import minigan as mg  # _common made a checkout's minigan importable
 from minigan import metrics, optim
 from minigan.data import Batches, load_bundled, to_unit_range
 from minigan.gan.models import make_dcgan

@@ -36,26 +36,45 @@ from . import cpu_threads
 MIN_SPLIT_MACS = 1 << 22
 
 
-def _find_openblas_threads():
-    """(get_num_threads, set_num_threads) of the OpenBLAS NumPy loaded, or None."""
+def _numpy_openblas():
+    """NumPy's bundled OpenBLAS as a ctypes library (the one NumPy already loaded: dlopen hands
+    back the same handle), or None for another BLAS."""
     here = os.path.dirname(np.__file__)
     # pip wheels keep their BLAS in numpy.libs (Linux, Windows) or numpy/.dylibs (macOS)
-    dirs = [os.path.join(here, os.pardir, "numpy.libs"), os.path.join(here, ".dylibs")]
-    for d in dirs:
+    for d in (os.path.join(here, os.pardir, "numpy.libs"), os.path.join(here, ".dylibs")):
         for path in sorted(glob.glob(os.path.join(d, "*openblas*"))):
             try:
-                lib = ctypes.CDLL(path)  # the library NumPy already loaded: same handle
+                return ctypes.CDLL(path)
             except OSError:
                 continue
-            for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""),
-                                   ("openblas_", "64_"), ("openblas_", "")):
-                get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    get.restype, get.argtypes = ctypes.c_int, []
-                    put.restype, put.argtypes = None, [ctypes.c_int]
-                    return get, put
     return None
+
+
+_LIB = _numpy_openblas()
+
+
+def openblas_function(stem):
+    """The function ``openblas_<stem>`` (e.g. "get_num_threads", "get_corename") of NumPy's
+    OpenBLAS whatever its symbol prefix and suffix (scipy_openblas_..64_ in NumPy's wheels), or
+    None. Its ctypes restype and argtypes are left for the caller to set."""
+    if _LIB is None:
+        return None
+    for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""),
+                           ("openblas_", "64_"), ("openblas_", "")):
+        fn = getattr(_LIB, f"{prefix}{stem}{suffix}", None)
+        if fn is not None:
+            return fn
+    return None
+
+
+def _find_openblas_threads():
+    """(get_num_threads, set_num_threads) of NumPy's OpenBLAS, or None."""
+    get, put = openblas_function("get_num_threads"), openblas_function("set_num_threads")
+    if get is None or put is None:
+        return None
+    get.restype, get.argtypes = ctypes.c_int, []
+    put.restype, put.argtypes = None, [ctypes.c_int]
+    return get, put
 
 
 _openblas = _find_openblas_threads()
