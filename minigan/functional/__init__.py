@@ -15,3 +15,5 @@ from .shape import (broadcast_to, cat, concat, flatten, getitem, permute, reshap
                     sum_to, transpose, unsqueeze)
 from .conv import conv2d, conv_transpose2d
 from .norm import batch_norm
+from .norm import sync_batch_norm
+from .collective import all_reduce_sum

@@ -93,3 +93,124 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
         running_var.data *= 1 - momentum
         running_var.data += (momentum * var * count / (count - 1)).astype(running_var.dtype)
     return BatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd, eps=eps)
+
+
+# --- batch norm over the ranks of a data-parallel run --------------------------------------------
+
+class SyncBatchNormTrain(Function):
+    """Training-mode batch norm whose statistics are those of the global batch: the union of
+    every rank's batch (``comm``: see :mod:`minigan.functional.collective`).
+
+    Forward, per channel c, with M = the global count of values per channel (sum of the ranks'
+    N*H*W) and each rank's x of shape (N_r, C[, H, W]):
+
+        mean = allreduce(sum x) / M,   var = allreduce(sum x^2) / M - mean^2   (sums in float64)
+        y = (x - mean) * invstd * weight + bias,   invstd = 1 / sqrt(var + eps)
+
+    Backward, with the run's loss L = sum_r L_r (so each rank's gy is dL/dy on its own slice):
+
+        gb_r = sum gy,   gw_r = sum gy * xhat                  (this rank's sums)
+        gx = weight * invstd / M * (M gy - allreduce(gb_r) - xhat * allreduce(gw_r))
+
+    which is single-process batch norm's backward over the global batch, restricted to this
+    rank's rows. weight and bias get this rank's sums gw_r and gb_r: the gradient averaging of
+    :meth:`~minigan.distributed.MpiCommunicator.allreduce_grad` adds them up (and divides by the
+    ranks, as for every other parameter). With ``create_graph=True`` the backward is written with
+    differentiable ops and :func:`all_reduce_sum`, so second derivatives are right too.
+
+    Every rank must run this forward and its backward in the same order (they are collectives).
+    """
+
+    def forward(self, x, weight=None, bias=None, mean=None, invstd=None, count=None, comm=None,
+                eps=1e-5):
+        self.mean, self.invstd, self.count, self.comm, self.eps = mean, invstd, count, comm, eps
+        return kernels.batchnorm_forward(x, mean, invstd, weight, bias)
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        w = self.inputs[1] if len(self.inputs) > 1 else None
+        if autograd.is_grad_enabled():
+            return self._differentiable_backward(gy, x, w)
+        xp = backend.array_module(x.data)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        axes = _axes(x)
+        xhat = (x.data - self.mean.reshape(shape)) * self.invstd.reshape(shape)
+        g = gy.data
+        gb = g.sum(axis=axes, dtype=xp.float64)
+        gw = (g * xhat).sum(axis=axes, dtype=xp.float64)
+        sums = self.comm.allreduce(xp.concatenate([gb, gw]), "sum")
+        channels = x.shape[1]
+        gb_all = sums[:channels].astype(x.dtype).reshape(shape) / self.count
+        gw_all = sums[channels:].astype(x.dtype).reshape(shape) / self.count
+        scale = self.invstd if w is None else self.invstd * w.data
+        gx = scale.reshape(shape) * (g - gb_all - xhat * gw_all)
+        grads = (Tensor._wrap(gx.astype(x.dtype, copy=False)),)
+        if w is not None:
+            grads += (Tensor._wrap(gw.astype(x.dtype)), Tensor._wrap(gb.astype(x.dtype)))
+        return grads
+
+    def _differentiable_backward(self, gy, x, w):
+        from .collective import all_reduce_sum
+        axes = _axes(x)
+        count = self.count
+        mean = all_reduce_sum(_sum(x, axes), self.comm) * (1.0 / count)
+        centred = x - _per_channel(mean, x)
+        var = all_reduce_sum(_sum(centred * centred, axes), self.comm) * (1.0 / count)
+        invstd = _per_channel((var + self.eps) ** -0.5, x)
+        xhat = centred * invstd
+        gb = _sum(gy, axes)
+        gw = _sum(gy * xhat, axes)
+        gb_all = all_reduce_sum(gb, self.comm)
+        gw_all = all_reduce_sum(gw, self.comm)
+        scale = invstd if w is None else invstd * _per_channel(w, x)
+        gx = scale * (1.0 / count) * (count * gy - _per_channel(gb_all, x)
+                                      - xhat * _per_channel(gw_all, x))
+        return (gx,) if w is None else (gx, gw, gb)
+
+
+def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
+                    training=False, momentum=0.1, eps=1e-5, comm=None):
+    """:func:`batch_norm` with the statistics of the batch of every rank of ``comm`` put together
+    (:class:`SyncBatchNormTrain`); the same as :func:`batch_norm` in evaluation mode (running
+    estimates, no communication) and when ``comm`` is None or has one rank."""
+    if not training or comm is None or comm.size == 1:
+        return batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    x = as_tensor(input)
+    if x.ndim not in (2, 4):
+        raise ValueError(f"sync_batch_norm expects (N, C) or (N, C, H, W) input, got shape "
+                         f"{x.shape}")
+    channels = x.shape[1]
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        if t is not None and tuple(t.shape) != (channels,):
+            raise ValueError(f"sync_batch_norm: {name} has shape {tuple(t.shape)} but the input "
+                             f"has {channels} channels")
+    if (weight is None) != (bias is None):
+        raise ValueError("sync_batch_norm: pass both weight and bias, or neither")
+    xp = backend.array_module(x.data)
+    local = x.numel() // channels if channels else 0
+    if local:
+        mean_r, var_r = kernels.batchnorm_stats(x.data)
+        mean_r, var_r = mean_r.astype(xp.float64), var_r.astype(xp.float64)
+    else:   # a rank may hold no rows of this batch: it adds nothing to the sums
+        mean_r = var_r = xp.zeros(channels, xp.float64)
+    # sum x and sum x^2 per channel, and the count, in one message (float64: the variance below
+    # subtracts two sums, which float32 would leave with ~1e-7 * mean^2 of rounding)
+    sums = comm.allreduce(xp.concatenate([local * mean_r, local * (var_r + mean_r * mean_r),
+                                          xp.full(1, float(local))]), "sum")
+    count = int(round(float(sums[-1])))
+    if count <= 1:
+        raise ValueError(f"sync_batch_norm in training mode needs more than one value per channel "
+                         f"over all ranks, got {count} (this rank's input shape {x.shape})")
+    mean = sums[:channels] / count
+    var = xp.maximum(sums[channels:2 * channels] / count - mean * mean, 0.0)
+    invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+    if running_mean is not None:
+        running_mean.data *= 1 - momentum
+        running_mean.data += (momentum * mean).astype(running_mean.dtype)
+    if running_var is not None:
+        running_var.data *= 1 - momentum
+        running_var.data += (momentum * var * count / (count - 1)).astype(running_var.dtype)
+    affine = () if weight is None else (weight, bias)
+    return SyncBatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd,
+                                    count=count, comm=comm, eps=eps)

@@ -3,4 +3,5 @@ from . import init
 from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Embedding,
                      Flatten, Identity, LeakyReLU, Linear, ModuleList, ReLU, Sequential, Sigmoid,
                      Softplus, Tanh, Unflatten)
+from .layers import SyncBatchNorm
 from .module import Module, Parameter

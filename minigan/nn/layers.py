@@ -131,6 +131,62 @@ class BatchNorm2d(_BatchNorm):
     expected_ndim = (4,)
 
 
+class SyncBatchNorm(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, H, W) input whose training-mode statistics are those of
+    the global batch of a data-parallel run: every rank's batch together (per-channel sums
+    allreduced in the forward and the backward, :func:`minigan.functional.sync_batch_norm`).
+
+    ``process_group``: the communicator (``minigan.distributed.create_communicator()``); None,
+    or one rank, makes it plain batch norm. Evaluation mode uses the running estimates and does
+    not communicate, so rank 0 alone may sample in evaluation mode. The running estimates are
+    updated from the global statistics, so they stay equal on all ranks. Build one with
+    :meth:`convert_sync_batchnorm`; docs/DISTRIBUTED.md says when to (the BN policy)."""
+    expected_ndim = (2, 4)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, process_group=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        self.process_group = process_group
+
+    def forward(self, x):
+        if x.ndim not in self.expected_ndim:
+            raise ValueError(f"SyncBatchNorm expects a 2-D or 4-D input, got shape {x.shape}")
+        track = self.track_running_stats
+        y = F.sync_batch_norm(x, self.running_mean if track else None,
+                              self.running_var if track else None, self.weight, self.bias,
+                              self.training or not track, self.momentum, self.eps,
+                              comm=self.process_group)
+        if self.training and track:
+            self.num_batches_tracked.data += 1
+        return y
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """``module`` with every BatchNorm1d / BatchNorm2d replaced by a SyncBatchNorm holding the
+        very same Parameter and buffer objects (so optimizers built before still update them);
+        a batch-norm ``module`` itself comes back converted. Other modules are changed in
+        place."""
+        if isinstance(module, (BatchNorm1d, BatchNorm2d)):
+            converted = cls(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats, process_group)
+            if module.affine:
+                converted.weight, converted.bias = module.weight, module.bias
+            for name, buffer in module._buffers.items():
+                converted.register_buffer(name, buffer)
+            converted.train(module.training)
+            return converted
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                # in place in the table: setattr would move the entry to the end, and a
+                # Sequential runs its modules in the table's order
+                module._modules[name] = cls.convert_sync_batchnorm(child, process_group)
+        return module
+
+    def extra_repr(self):
+        size = "none" if self.process_group is None else self.process_group.size
+        return super().extra_repr() + f", ranks={size}"
+
+
 class ReLU(Module):
     def forward(self, x):
         return F.relu(x)
