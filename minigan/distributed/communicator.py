@@ -253,6 +253,9 @@ class MpiCommunicator:
         sys.stdout.flush()
         sys.stderr.flush()
         self.mpi_comm.Abort(errorcode)
+        # MPICH's Abort asks the process manager to kill the job and may return before it has:
+        # never let this rank carry on meanwhile
+        os._exit(errorcode)
 
     @contextlib.contextmanager
     def abort_on_error(self):
