@@ -2,7 +2,8 @@
 :func:`check_device`). The image-GAN examples also: common command-line flags, the run folder,
 checkpoints that resume a run exactly, the training loop around an example's own iteration
 (:class:`TrainingRun`: progress bar, per-epoch grids, checkpoints, the NaN guard), sample
-pictures and final metrics.
+pictures and final metrics; data-parallel training over MPI ranks with --distributed
+(:func:`add_distributed_args`, :func:`setup_distributed`, :func:`distribute`).
 
 A run folder holds (names in :class:`RunDir`):
 
@@ -12,6 +13,7 @@ A run folder holds (names in :class:`RunDir`):
     samples_*.png      image grids of a fixed noise batch
     losses.png         loss curves, interpolation.png latent interpolations
 """
+import contextlib
 import os
 import sys
 import time
@@ -20,7 +22,7 @@ import numpy as np
 
 import minigan as mg
 from minigan import backend, io
-from minigan.data import load_bundled, load_mnist, to_unit_range
+from minigan.data import Batches, load_bundled, load_mnist, to_unit_range
 from minigan.gan.train import NonFiniteLossError, generate, restore_run_state, run_state
 
 
@@ -80,6 +82,76 @@ def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example", w
     return parser
 
 
+def add_distributed_args(parser):
+    """--distributed and --no-sync-bn, for the examples that train data-parallel."""
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel training over the ranks of mpiexec -n N (pip install "
+                             "'minigan[mpi]'): each rank takes --batch-size images, so the global "
+                             "batch is N x --batch-size; rank 0 writes --out; --resume needs the "
+                             "same N")
+    parser.add_argument("--no-sync-bn", action="store_true",
+                        help="--distributed: batch norm normalises each rank's batch with its "
+                             "own statistics instead of the global batch's (SyncBatchNorm); see "
+                             "docs/DISTRIBUTED.md")
+    return parser
+
+
+def setup_distributed(args):
+    """None without --distributed; otherwise the communicator of this rank (NCCL on --device
+    cuda, MPI on the CPU). Exits with what to install when mpi4py is missing."""
+    if not getattr(args, "distributed", False):
+        if getattr(args, "no_sync_bn", False):
+            sys.exit("--no-sync-bn only applies with --distributed")
+        return None
+    from minigan import distributed
+    if not distributed.mpi_available():
+        sys.exit(f"--distributed: {distributed.MPI_MISSING}")
+    return distributed.create_communicator("nccl" if args.device == "cuda" else "mpi")
+
+
+def abort_on_error(comm):
+    """A context in which an exception (or sys.exit with a message) on one rank stops every
+    rank, instead of leaving them waiting in a collective; nothing without ``comm``."""
+    return contextlib.nullcontext() if comm is None else comm.abort_on_error()
+
+
+def is_main(comm):
+    """True on the rank that prints and writes files: rank 0, or the only process."""
+    return comm is None or comm.is_main
+
+
+def rank_seed(seed, rank):
+    """The noise seed of ``rank``: its own stream, drawn from (seed, rank), so the ranks' noise
+    batches are independent and a run is reproducible from --seed."""
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def distribute(models, optimizers, comm, args):
+    """Make ``models`` (dict name -> Module) and ``optimizers`` (dict, same names) data-parallel
+    over ``comm``: batch norm becomes SyncBatchNorm (unless --no-sync-bn), rank 0's parameters
+    are broadcast, and each optimizer averages gradients over the ranks before its step. Also
+    reseeds minigan's noise generator per rank. Returns the new (models, optimizers)."""
+    from minigan import distributed, nn
+    if not args.no_sync_bn:
+        models = {name: nn.SyncBatchNorm.convert_sync_batchnorm(m, comm)
+                  for name, m in models.items()}
+    for m in models.values():
+        comm.bcast_data(m)
+    optimizers = {name: distributed.DistributedOptimizer(o, comm) for name, o in optimizers.items()}
+    mg.manual_seed(rank_seed(args.seed, comm.rank))
+    return models, optimizers
+
+
+def make_loader(images, args, comm):
+    """The training batches: all of them in one process; with ``comm``, this rank's slice of
+    each global batch of comm.size x --batch-size (the same shuffle on every rank)."""
+    if comm is None:
+        return Batches(images, batch_size=args.batch_size, seed=args.seed)
+    from minigan.distributed import ShardedBatches
+    return ShardedBatches(images, batch_size=args.batch_size, rank=comm.rank, size=comm.size,
+                          seed=args.seed)
+
+
 def total_iterations(args, batches_per_epoch):
     """--iters if given, else --epochs times the batches per epoch, else the example's default."""
     if args.iters is not None:
@@ -119,11 +191,13 @@ def check_args(args):
 
 
 class RunDir:
-    """Paths inside a run folder (created on construction)."""
+    """Paths inside a run folder (created on construction, unless ``create`` is False: the
+    ranks other than rank 0 of a distributed run write nothing)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, create=True):
         self.folder = folder
-        os.makedirs(folder, exist_ok=True)
+        if create:
+            os.makedirs(folder, exist_ok=True)
         self.checkpoint = self.path("checkpoint.npz")
         self.metrics = self.path("metrics.jsonl")
         self.losses = self.path("losses.png")
@@ -154,6 +228,8 @@ def resume_run(path, models, optimizers, loader, config):
     state = io.load_checkpoint(path)
     saved = (state.get("extra") or {}).get("config", {})
     differ = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+    if saved.get("ranks", 1) != config.get("ranks", 1):   # a run of one process saves no "ranks"
+        differ["ranks"] = (saved.get("ranks", 1), config.get("ranks", 1))
     if differ:
         lines = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differ.items())
         sys.exit(f"--resume: {path} was written with other settings ({lines}); "
@@ -175,6 +251,7 @@ class Progress:
     lines every ``every`` iterations instead when tqdm is missing or the bar is turned off."""
 
     def __init__(self, total, initial=0, batch_size=1, enabled=True, every=50):
+        # every=None: count only, never print (the ranks of a distributed run other than 0)
         self.batch_size, self.every = batch_size, every
         self.start, self.done = time.perf_counter(), 0
         self.bar = None
@@ -200,7 +277,7 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix(shown, refresh=False)
             self.bar.update(1)
-        elif self.step % self.every == 0 or self.step == self.total:
+        elif self.every and (self.step % self.every == 0 or self.step == self.total):
             print(f"[{self.step}/{self.total}] " + " ".join(f"{k} {v}" for k, v in shown.items()),
                   flush=True)
 
@@ -226,24 +303,70 @@ class TrainingRun:
     at every epoch's end and a checkpoint (with a metrics record of the mean statistics since the
     last one) every ``--checkpoint-every`` iterations, one epoch by default, and at the end.
     ``per_epoch``: iterations per epoch; ``images_per_iteration``: real images one iteration
-    uses (for images/s).
+    uses (for images/s), on one rank.
+
+    With ``comm`` (a distributed run, see :func:`distribute`): the statistics are averaged over
+    the ranks every iteration; rank 0 alone prints, draws and writes; a checkpoint also holds
+    every rank's noise generator state, and a resume loads it on rank 0 and broadcasts it; a
+    diverged loss on any rank stops all of them.
     """
 
     def __init__(self, args, models, optimizers, loader, config, stat_names, per_epoch,
-                 images_per_iteration):
+                 images_per_iteration, comm=None):
         self.args, self.models, self.optimizers, self.loader = args, models, optimizers, loader
-        self.config, self.per_epoch = config, per_epoch
-        self.images_per_iteration = images_per_iteration
-        self.files = RunDir(args.out)
+        self.comm = comm
+        self.is_main = is_main(comm)
+        self.config = config if comm is None else {**config, "ranks": comm.size}
+        self.per_epoch = per_epoch
+        self.images_per_iteration = images_per_iteration * (1 if comm is None else comm.size)
+        self.files = RunDir(args.out, create=self.is_main)
         self.total = total_iterations(args, per_epoch)
         self.every = args.checkpoint_every or per_epoch
         self.history = {name: [] for name in stat_names}
         self.step, self.train_seconds = 0, 0.0
         if args.resume:
-            self.step, extra = resume_run(self.files.checkpoint, models, optimizers, loader, config)
+            if comm is None:
+                self.step, extra = resume_run(self.files.checkpoint, models, optimizers, loader,
+                                              self.config)
+            else:
+                self.step, extra = self._resume_distributed()
             self.history = {name: [float(v) for v in extra["history"][name]]
                             for name in stat_names}
-            print(f"resumed {self.files.checkpoint} at iteration {self.step}")
+            if self.is_main:
+                print(f"resumed {self.files.checkpoint} at iteration {self.step}")
+
+    def _resume_distributed(self):
+        """Rank 0 reads the checkpoint (checking the settings and the number of ranks) into its
+        models, optimizers and loader; every rank then takes rank 0's parameters, optimizer
+        state and loader position, and its own noise generator state."""
+        comm = self.comm
+        loaded = None
+        if comm.is_main:
+            step, extra = resume_run(self.files.checkpoint, self.models, self.optimizers,
+                                     self.loader, self.config)
+            loaded = (step, extra, self.loader.get_state())
+        step, extra, loader_state = comm.bcast_obj(loaded)
+        for model in self.models.values():
+            comm.bcast_data(model)
+        for optimizer in self.optimizers.values():
+            comm.bcast_optimizer_state(optimizer)
+        self.loader.set_state(loader_state)
+        backend.set_rng_state(extra["rank_rng"][comm.rank])
+        return step, extra
+
+    def _sync_buffers(self):
+        """Before rank 0 draws or saves: the ranks' batch-norm running statistics averaged, when
+        each rank kept its own (--no-sync-bn); SyncBatchNorm's are equal everywhere already."""
+        if self.comm is not None and self.args.no_sync_bn:
+            for model in self.models.values():
+                self.comm.allreduce_buffers(model)
+
+    def _average(self, stats):
+        """One iteration's statistics, averaged over the ranks (one message)."""
+        if self.comm is None:
+            return stats
+        mean = self.comm.allreduce(np.array(stats, np.float64), "mean")
+        return type(stats)(*(float(v) for v in mean))
 
     def train(self, one_iteration, shown, save_grid, on_checkpoint=None):
         """Train to the requested iteration; True, or False when a loss turned NaN or infinite
@@ -253,21 +376,27 @@ class TrainingRun:
         dict the progress bar shows; save_grid(path) writes a sample grid; on_checkpoint(record,
         progress), when given, may add entries to a checkpoint's metrics record."""
         progress = Progress(self.total, self.step, self.images_per_iteration,
-                            enabled=not self.args.no_progress)
+                            enabled=self.is_main and not self.args.no_progress,
+                            every=50 if self.is_main else None)
         started, last_saved = time.perf_counter(), self.step
         while self.step < self.total:
             try:
                 stats = one_iteration(self.step + 1)
             except NonFiniteLossError as e:
                 progress.close()
+                if self.comm is not None:   # the other ranks wait in a collective: stop them
+                    self.comm.abort(1, diverged_message(e, self.files.checkpoint))
                 print(diverged_message(e, self.files.checkpoint), file=sys.stderr)
                 return False
+            stats = self._average(stats)
             self.step += 1
             for name, values in self.history.items():
                 values.append(getattr(stats, name))
             progress.update(shown(stats))
             if self.step % self.per_epoch == 0:
-                save_grid(self.files.samples(f"epoch{self.step // self.per_epoch:03d}"))
+                self._sync_buffers()
+                if self.is_main:
+                    save_grid(self.files.samples(f"epoch{self.step // self.per_epoch:03d}"))
             if self.step % self.every == 0 or self.step == self.total:
                 self.checkpoint(last_saved, progress, time.perf_counter() - started,
                                 on_checkpoint)
@@ -280,6 +409,11 @@ class TrainingRun:
         """Save the run's state, and append the mean statistics since ``last_saved``."""
         extra = {"config": self.config,
                  "history": {name: np.asarray(v, np.float64) for name, v in self.history.items()}}
+        if self.comm is not None:
+            extra["rank_rng"] = self.comm.gather_obj(backend.get_rng_state())
+            self._sync_buffers()
+            if not self.is_main:
+                return
         save_run(self.files.checkpoint, self.models, self.optimizers, self.step, self.loader, extra)
         record = {"step": self.step, "epoch": self.step / self.per_epoch,
                   **{name: float(np.mean(v[last_saved:self.step]))

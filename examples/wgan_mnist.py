@@ -32,11 +32,12 @@ import sys
 
 import minigan as mg
 from minigan import backend, io, optim
-from minigan.data import Batches
 from minigan.gan.wgan import make_wgan, wgan_train_step
 
-from ._common import (TrainingRun, add_common_args, check_args, final_metrics, fixed_noise,
-                      load_training_images, save_final_pictures, save_samples)
+from ._common import (TrainingRun, abort_on_error, add_common_args, add_distributed_args,
+                      check_args, distribute, final_metrics, fixed_noise, is_main,
+                      load_training_images, make_loader, save_final_pictures, save_samples,
+                      setup_distributed)
 
 # Generator iterations of the default runs: where the samples became digits in measured runs on
 # the bundled digits (seed 0). WGAN-GP after 3,000 iterations: FID 139.7 (the DCGAN example's
@@ -72,6 +73,7 @@ def parse_args(argv=None):
     parser.add_argument("--gp-lambda", type=float, default=SETTINGS["wgan-gp"]["gp_lambda"],
                         help="WGAN-GP: the penalty's weight lambda")
     parser.add_argument("--samples", type=int, default=64, help="images in each sample grid")
+    add_distributed_args(parser)
     args = parser.parse_args(argv)
     args.mode = "wgan-gp" if args.gp else "wgan"
     args.default_iters = DEFAULT_ITERS[args.mode]
@@ -101,16 +103,26 @@ def make_optimizers(G, critic, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    comm = setup_distributed(args)
+    with abort_on_error(comm):
+        return train(args, comm)
+
+
+def train(args, comm=None):
+    """The run; with ``comm`` (--distributed) one rank of a data-parallel run."""
     mg.manual_seed(args.seed)
     device = args.device
 
     images, described = load_training_images(args)
-    loader = Batches(backend.to_device(images, device), batch_size=args.batch_size,
-                     seed=args.seed)
+    loader = make_loader(backend.to_device(images, device), args, comm)
     G, critic = make_wgan(args.nz, args.ngf, args.ndf)
     G.to(device)
     critic.to(device)
     opt_g, opt_c = make_optimizers(G, critic, args)
+    models, optimizers = {"G": G, "critic": critic}, {"G": opt_g, "critic": opt_c}
+    if comm is not None:
+        models, optimizers = distribute(models, optimizers, comm, args)
+        (G, critic), (opt_g, opt_c) = models.values(), optimizers.values()
     constraint = ({"gp_lambda": args.gp_lambda} if args.gp else {"clip": args.clip})
     # an iteration draws n_critic real batches, so an epoch has len(loader) // n_critic of them
     per_epoch = max(1, len(loader) // args.n_critic)
@@ -118,12 +130,13 @@ def main(argv=None):
     config = {"mode": args.mode, "dataset": args.dataset, "images": len(images),
               "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "nz": args.nz,
               "ngf": args.ngf, "ndf": args.ndf, "n_critic": args.n_critic, **constraint}
-    run = TrainingRun(args, {"G": G, "critic": critic}, {"G": opt_g, "critic": opt_c}, loader,
-                      config, STAT_NAMES, per_epoch=per_epoch,
-                      images_per_iteration=args.batch_size * args.n_critic)
-    print(f"{args.mode.upper()}: {described}; {per_epoch} iterations of {args.n_critic} critic "
-          f"steps per epoch (batch {args.batch_size}); training to iteration {run.total} on "
-          f"{device}; writing to {run.files.folder}")
+    run = TrainingRun(args, models, optimizers, loader, config, STAT_NAMES, per_epoch=per_epoch,
+                      images_per_iteration=args.batch_size * args.n_critic, comm=comm)
+    ranks = "" if comm is None else f" on each of {comm.size} ranks"
+    if is_main(comm):
+        print(f"{args.mode.upper()}: {described}; {per_epoch} iterations of {args.n_critic} "
+              f"critic steps per epoch (batch {args.batch_size}{ranks}); training to iteration "
+              f"{run.total} on {device}; writing to {run.files.folder}")
 
     z_grid = fixed_noise(args.samples, args.nz, args.seed)
     batches = loader.forever()
@@ -138,15 +151,19 @@ def main(argv=None):
 
     if not run.train(one_iteration, shown, lambda path: save_samples(G, z_grid, path, device)):
         return 1
-    save_final_pictures(run, G, z_grid, args, device)
-    if run.history["loss_critic"]:
-        curves = {"critic loss": run.history["loss_critic"], "G loss": run.history["loss_g"],
-                  "Wasserstein estimate": run.history["wasserstein"]}
-        if args.gp:
-            curves["gradient penalty"] = run.history["gp"]
-        io.plot_curves(curves, run.files.losses, title=f"{args.mode.upper()} on MNIST",
-                       xlabel="generator iteration", ylabel="loss / estimate")
-    run.finish({"mode": args.mode, **({} if args.no_metrics else final_metrics(G, args, device))})
+    if is_main(comm):
+        save_final_pictures(run, G, z_grid, args, device)
+        if run.history["loss_critic"]:
+            curves = {"critic loss": run.history["loss_critic"], "G loss": run.history["loss_g"],
+                      "Wasserstein estimate": run.history["wasserstein"]}
+            if args.gp:
+                curves["gradient penalty"] = run.history["gp"]
+            io.plot_curves(curves, run.files.losses, title=f"{args.mode.upper()} on MNIST",
+                           xlabel="generator iteration", ylabel="loss / estimate")
+        run.finish({"mode": args.mode,
+                    **({} if args.no_metrics else final_metrics(G, args, device))})
+    if comm is not None:
+        comm.wait_all()
     return 0
 
 

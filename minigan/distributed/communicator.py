@@ -18,6 +18,7 @@ that is why a rank that fails must abort them all (:meth:`MpiCommunicator.abort_
 import contextlib
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -233,6 +234,15 @@ class MpiCommunicator:
 
     def barrier(self):
         self.mpi_comm.Barrier()
+
+    def wait_all(self, poll_s=0.01):
+        """A barrier that sleeps while it waits: MPI's blocking calls spin on a core, which on a
+        machine with few cores slows down the rank still working (e.g. rank 0's final metrics)."""
+        if self.size == 1:
+            return
+        request = self.mpi_comm.Ibarrier()
+        while not request.Test():
+            time.sleep(poll_s)
 
     # --- rank 0's side effects ----------------------------------------------------------------
     def main_only(self, fn, *args, **kwargs):
