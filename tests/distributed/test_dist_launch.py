@@ -27,7 +27,9 @@ needs_mpiexec = pytest.mark.skipif(
 @needs_mpiexec
 @pytest.mark.parametrize("mode", ["guard", "hook"])
 def test_a_raising_rank_stops_every_rank_within_seconds(mode):
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           # mpich runs as root as it is; Open MPI's mpiexec would need these
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     start = time.perf_counter()
     done = subprocess.run([_mpiexec(), "-n", "2", sys.executable,
                            os.path.join(HERE, "raising_rank.py"), mode],
