@@ -41,6 +41,25 @@ def test_a_raising_rank_stops_every_rank_within_seconds(mode):
     assert elapsed < 30, f"the run took {elapsed:.1f} s to stop"
 
 
+@needs_mpiexec
+def test_bench_distributed_prints_its_table_and_json():
+    import json
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    if shutil.which("taskset") is None:
+        pytest.skip("needs taskset (util-linux) to pin the single process")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_distributed.py"),
+                           "--rounds", "1", "--iters", "1", "--warmup", "0", "--batch", "2",
+                           "--width", "4", "--no-torch"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last["benchmark"] == "distributed_dcgan" and last["median_speedup"] > 0
+    ranks = last["rounds"][0]["ranks"]
+    assert [r["threads"] for r in ranks["ranks"]] == [1, 1]   # pinned: one core each
+    assert ranks["comm_s"] > 0 and last["rounds"][0]["single"]["threads"] == 1
+
+
 def test_without_mpi4py_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)   # import mpi4py now raises ImportError
     assert not distributed.mpi_available()
