@@ -332,7 +332,7 @@ def _unpack(flat, arrays):
 def environment_size():
     """The world size mpiexec announced to this process (its environment), 1 when none: lets
     tests and scripts know they run under mpiexec without initialising MPI."""
-    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"):
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):   # MPICH, Open MPI, PMIx
         if os.environ.get(name, "").isdigit():
             return int(os.environ[name])
     return 1

@@ -189,11 +189,11 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,  #
         raise ValueError("sync_batch_norm: pass both weight and bias, or neither")
     xp = backend.array_module(x.data)
     local = x.numel() // channels if channels else 0
-    if local:
-        mean_r, var_r = kernels.batchnorm_stats(x.data)
-        mean_r, var_r = mean_r.astype(xp.float64), var_r.astype(xp.float64)
-    else:   # a rank may hold no rows of this batch: it adds nothing to the sums
-        mean_r = var_r = xp.zeros(channels, xp.float64)
+    if local == 0:
+        raise ValueError(f"sync_batch_norm: this rank's input {x.shape} is empty; every rank "
+                         "needs rows (ShardedBatches gives each the same number)")
+    mean_r, var_r = kernels.batchnorm_stats(x.data)
+    mean_r, var_r = mean_r.astype(xp.float64), var_r.astype(xp.float64)
     # sum x and sum x^2 per channel, and the count, in one message (float64: the variance below
     # subtracts two sums, which float32 would leave with ~1e-7 * mean^2 of rounding)
     sums = comm.allreduce(xp.concatenate([local * mean_r, local * (var_r + mean_r * mean_r),
