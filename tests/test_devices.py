@@ -87,6 +87,16 @@ def probabilities(rng, *shape):
 # ------------------------------------------------------------------------------------------------
 Case = namedtuple("Case", "ops fn make")
 
+
+class _Mirror:
+    """A communicator of two ranks that hold the same data: allreduce-sum doubles the array
+    (on its own device)."""
+    size = 2
+
+    def allreduce(self, array, op="sum"):
+        assert op == "sum"
+        return array + array
+
 CASES = {
     # elementwise, with broadcasting
     "add": Case([F.add], F.add, lambda r: [normal(r, 3, 4), normal(r, 4)]),
@@ -220,6 +230,16 @@ CASES = {
         [F.batch_norm], lambda x, w, b, m, v: F.batch_norm(x, m, v, w, b, training=False),
         lambda r: [normal(r, 3, 2, 3, 3), normal(r, 2, shift=1.0), normal(r, 2),
                    Const(normal(r, 2)), Const(uniform(r, 0.5, 2.0, 2))]),
+    # collectives over a "world" of two identical ranks (_Mirror): synced batch norm is then
+    # plain batch norm, forward and backward, and an allreduce-sum doubles
+    "sync_batch_norm_two_mirrored_ranks": Case(
+        [F.sync_batch_norm],
+        lambda x, w, b: F.sync_batch_norm(x, None, None, w, b, training=True, comm=_Mirror()),
+        lambda r: [normal(r, 3, 2, 4, 4, scale=2.0, shift=0.5), normal(r, 2, shift=1.0),
+                   normal(r, 2)]),
+    "all_reduce_sum_two_mirrored_ranks": Case(
+        [F.all_reduce_sum], lambda x: F.all_reduce_sum(x, _Mirror()),
+        lambda r: [normal(r, 3, 4)]),
 }
 
 # functions of minigan.functional tested by a test of their own below instead of a Case
