@@ -2,11 +2,14 @@
 cases run over real MPI ranks in test_dist_mpi.py under mpiexec."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minigan as mg
 import minigan.functional as F
 from minigan import nn
 from minigan.autograd import Tensor, grad
+from minigan.testing import gradcheck, gradgradcheck
 
 import cases
 from threadcomm import run_ranks
@@ -185,3 +188,50 @@ def test_abort_on_error_turns_an_exception_into_an_abort(capsys):
         return "fine"
     with pytest.raises(RuntimeError, match="rank 1 aborted"):
         run_ranks(2, rank)
+
+
+class Mirror:
+    """Two ranks holding the same data, in one process: allreduce-sum doubles. A loss on one
+    rank then depends on x through both copies, and sync_batch_norm's gradients (first and
+    second order, through all_reduce_sum) are exactly those finite differences see."""
+    size = 2
+
+    def allreduce(self, array, op="sum"):
+        return array + array
+
+
+mirrored_shapes = st.one_of(
+    st.tuples(st.integers(1, 4), st.integers(1, 3)),
+    st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2)))
+
+
+@settings(max_examples=10)
+@given(shape=mirrored_shapes, seed=st.integers(0, 2 ** 16))
+def test_sync_batch_norm_gradcheck_over_mirrored_ranks(shape, seed):
+    rng = np.random.default_rng(seed)
+    C = shape[1]
+    x, w, b = (Tensor(a, requires_grad=True) for a in (rng.standard_normal(shape) * 2,
+                                                       rng.standard_normal(C),
+                                                       rng.standard_normal(C)))
+    fn = lambda x, w, b: F.sync_batch_norm(x, None, None, w, b, True, comm=Mirror())  # noqa: E731
+    assert gradcheck(fn, [x, w, b])
+
+
+@settings(max_examples=5)
+@given(shape=st.sampled_from([(2, 2), (3, 1), (1, 2, 2, 1)]), seed=st.integers(0, 2 ** 16))
+def test_sync_batch_norm_gradgradcheck_over_mirrored_ranks(shape, seed):
+    rng = np.random.default_rng(seed)
+    C = shape[1]
+    x, w, b = (Tensor(a, requires_grad=True) for a in (rng.standard_normal(shape) * 2,
+                                                       rng.standard_normal(C),
+                                                       rng.standard_normal(C)))
+    fn = lambda x, w, b: F.sync_batch_norm(x, None, None, w, b, True, comm=Mirror())  # noqa: E731
+    assert gradgradcheck(fn, [x, w, b])
+
+
+@settings(max_examples=10)
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 3)), seed=st.integers(0, 2 ** 16))
+def test_all_reduce_sum_gradgradcheck_over_mirrored_ranks(shape, seed):
+    x = Tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
+    assert gradcheck(lambda x: F.all_reduce_sum(x * x, Mirror()), [x])
+    assert gradgradcheck(lambda x: F.all_reduce_sum(x * x, Mirror()), [x])
