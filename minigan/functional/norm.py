@@ -132,21 +132,26 @@ class SyncBatchNormTrain(Function):
         if autograd.is_grad_enabled():
             return self._differentiable_backward(gy, x, w)
         xp = backend.array_module(x.data)
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        axes = _axes(x)
-        xhat = (x.data - self.mean.reshape(shape)) * self.invstd.reshape(shape)
-        g = gy.data
-        gb = g.sum(axis=axes, dtype=xp.float64)
-        gw = (g * xhat).sum(axis=axes, dtype=xp.float64)
-        sums = self.comm.allreduce(xp.concatenate([gb, gw]), "sum")
+        # The fused kernel gives this rank's sums gb_r, gw_r and its gx over its own rows alone
+        # (count m); the global gx differs from that by a per-channel affine function of x:
+        #   gx - gx_r = w invstd [(gb_r/m - gb/M) + xhat (gw_r/m - gw/M)] = a + (x - mean) c
+        # which the fused forward kernel evaluates in one pass.
+        w_data = None if w is None else w.data
+        gx, gw_r, gb_r = kernels.batchnorm_backward(gy.data, x.data, self.mean, self.invstd,
+                                                    w_data)
         channels = x.shape[1]
-        gb_all = sums[:channels].astype(x.dtype).reshape(shape) / self.count
-        gw_all = sums[channels:].astype(x.dtype).reshape(shape) / self.count
-        scale = self.invstd if w is None else self.invstd * w.data
-        gx = scale.reshape(shape) * (g - gb_all - xhat * gw_all)
-        grads = (Tensor._wrap(gx.astype(x.dtype, copy=False)),)
+        sums = self.comm.allreduce(xp.concatenate([gb_r, gw_r]).astype(xp.float64), "sum")
+        m, M = x.numel() // channels, self.count
+        scale = self.invstd.astype(xp.float64)
         if w is not None:
-            grads += (Tensor._wrap(gw.astype(x.dtype)), Tensor._wrap(gb.astype(x.dtype)))
+            scale = scale * w_data
+        a = scale * (gb_r / m - sums[:channels] / M)
+        c = scale * self.invstd * (gw_r / m - sums[channels:] / M)
+        gx += kernels.batchnorm_forward(x.data, self.mean, c.astype(x.dtype), None,
+                                        a.astype(x.dtype))
+        grads = (Tensor._wrap(gx),)
+        if w is not None:
+            grads += (Tensor._wrap(gw_r), Tensor._wrap(gb_r))
         return grads
 
     def _differentiable_backward(self, gy, x, w):
