@@ -42,6 +42,23 @@ def test_a_raising_rank_stops_every_rank_within_seconds(mode):
 
 
 @needs_mpiexec
+def test_a_diverged_rank_stops_the_distributed_example(tmp_path):
+    """The NaN guard on any rank aborts every rank with its message (lr 1e30: the first Adam
+    step makes the weights ~1e30, the next loss is NaN)."""
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    start = time.perf_counter()
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "examples.dcgan_mnist",
+                           "--distributed", "--lr", "1e30", "--iters", "5", "--ngf", "4",
+                           "--ndf", "4", "--nz", "8", "--batch-size", "8", "--bundled",
+                           "--no-metrics", "--no-progress", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "training diverged" in done.stderr and "nothing was saved" in done.stderr
+    assert time.perf_counter() - start < 120
+
+
+@needs_mpiexec
 def test_bench_distributed_prints_its_table_and_json():
     import json
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
