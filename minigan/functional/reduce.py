@@ -25,6 +25,8 @@ def _keepdims_shape(shape, axes):
 
 
 class Sum(Function):
+    saved_inputs = ()
+
     def forward(self, x, axes, keepdims):
         self.axes, self.keepdims = axes, keepdims
         return x.sum(axis=axes, keepdims=keepdims)
@@ -50,10 +52,13 @@ def mean(x, axis=None, keepdims=False, dim=None):
     count = 1
     for a in axes:
         count *= x.shape[a]
-    return sum(x, axes, keepdims) * (1.0 / builtins.max(count, 1))
+    # the mean of no values is NaN (NumPy, PyTorch), not the 0 an empty sum would give
+    return sum(x, axes, keepdims) * (1.0 / count if count else float("nan"))
 
 
 class Max(Function):
+    saves_output = True
+
     def forward(self, x, axes, keepdims):
         if x.size == 0:
             raise ValueError("max of an empty tensor")

@@ -16,6 +16,8 @@ def _axis(axis, ndim, name="axis"):
 
 
 class Reshape(Function):
+    saved_inputs, is_view = (), True
+
     def forward(self, x, shape):
         try:
             return x.reshape(shape)
@@ -65,6 +67,8 @@ def squeeze(x, dim=None):
 
 
 class Permute(Function):
+    saved_inputs, is_view = (), True
+
     def forward(self, x, axes):
         if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
             raise ValueError(f"permute: {axes} is not a permutation of the {x.ndim} axes "
@@ -94,6 +98,8 @@ def transpose(x, dim0=-2, dim1=-1):
 
 
 class BroadcastTo(Function):
+    saved_inputs, is_view = (), True
+
     def forward(self, x, shape):
         xp = backend.array_module(x)
         try:
@@ -115,6 +121,8 @@ def broadcast_to(x, shape):
 
 
 class SumTo(Function):
+    saved_inputs = ()
+
     def forward(self, x, shape):
         lead = x.ndim - len(shape)
         axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
@@ -142,6 +150,8 @@ def sum_to(x, shape):
 
 
 class Concat(Function):
+    saved_inputs = ()
+
     def forward(self, *xs, axis):
         xp = backend.array_module(*xs)
         self.axis = axis
@@ -196,6 +206,8 @@ def _raw_index(index):
 
 
 class GetItem(Function):
+    saved_inputs, is_view = (), True
+
     def forward(self, x, index):
         self.index = index
         return x[index]
@@ -207,6 +219,7 @@ class GetItem(Function):
 class ScatterAdd(Function):
     """Zeros of ``shape`` with ``gy`` added at ``index`` (repeated indices add up): the adjoint
     of ``getitem``, and itself differentiable (its adjoint is ``getitem`` again)."""
+    saved_inputs = ()
 
     def forward(self, gy, index, shape):
         xp = backend.array_module(gy)

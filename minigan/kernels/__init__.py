@@ -35,7 +35,8 @@ def _impl(*arrays):
 
 def _prepare(names, arrays, ndims=None):
     """Check that the arrays share one device and one float dtype (and their ndims), return them
-    C-contiguous."""
+    C-contiguous and writeable (any layout comes in: Fortran order, negative strides, views,
+    read-only; a copy is made only where needed)."""
     xp = backend.array_module(*arrays)
     devices = {backend.device_of(a) for a in arrays}
     if len(devices) > 1:
@@ -55,7 +56,12 @@ def _prepare(names, arrays, ndims=None):
         if ndims is not None and a.ndim not in ndims[i]:
             want = " or ".join(f"{d}-D" for d in ndims[i])
             raise ValueError(f"{name} must be {want}, got shape {tuple(a.shape)}")
-        out.append(xp.asarray(a, order="C"))  # ascontiguousarray would turn 0-d into (1,)
+        a = xp.asarray(a, order="C")  # ascontiguousarray would turn 0-d into (1,)
+        if not a.flags.writeable:
+            # read-only input (np.load(mmap_mode="r"), np.frombuffer, a broadcast): some kernels
+            # use their input as a work buffer, and numba refuses read-only arrays outright
+            a = a.copy()
+        out.append(a)
     return out
 
 

@@ -8,7 +8,7 @@ def _fill(tensor, sample):
     """Write samples drawn on the CPU generator into the tensor (same numbers on every device)."""
     array = sample(backend.rng("cpu"), tensor.shape).astype(tensor.dtype)
     tensor.data[...] = backend.to_device(array, tensor.device)
-    return tensor
+    return tensor._bump_version()
 
 
 def calculate_gain(nonlinearity, param=None):
@@ -46,7 +46,7 @@ def normal_(tensor, mean=0.0, std=1.0):
 
 def constant_(tensor, value):
     tensor.data[...] = value
-    return tensor
+    return tensor._bump_version()
 
 
 def zeros_(tensor):
