@@ -630,6 +630,9 @@ def _read_archive(path):
         if start == b"\x93NUMPY":
             raise CheckpointError(path, "a plain .npy array, not an .npz checkpoint (save "
                                         "checkpoints with minigan.io.save_checkpoint)")
+        if start[:4] == b"PK\x03\x04":
+            raise CheckpointError(path, "corrupt or truncated checkpoint: a zip archive without "
+                                        "its closing directory (a copy or download cut short?)")
         raise CheckpointError(path, "not an .npz archive (no zip structure found)")
     arrays = {}
     with zipfile.ZipFile(path) as z:
