@@ -23,6 +23,10 @@ from . import backend
 _grad_enabled = True
 _anomaly = False
 _profile = None   # a dict name -> [calls, forward_s, backward_calls, backward_s] while profiling
+# Counts every in-place change anywhere. A Function notes it when recorded; its backward checks
+# its saved tensors only when it has moved since, so a graph nobody changed in place pays one
+# integer comparison per op for the version counter.
+_inplace_epoch = 0
 
 
 def is_grad_enabled():
@@ -122,9 +126,10 @@ class Tensor:
     """
     __array_priority__ = 1000   # numpy scalars on the left defer to Tensor's reflected operators
     __hash__ = object.__hash__  # == is elementwise (as in PyTorch), identity stays hashable
-    # The version counter: a one-item list shared by tensors that view the same memory (detach,
-    # reshape...), bumped by every in-place change (``_bump_version``). None until the first
-    # change, so a fresh tensor costs nothing; it reads as version 0.
+    # The version counter: [version, _inplace_epoch of the last change], shared by tensors that
+    # view the same memory (detach, reshape...), bumped by every in-place change
+    # (``_bump_version``). None until the first change, so a fresh tensor costs nothing; it
+    # reads as version 0.
     _version_counter = None
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
@@ -206,13 +211,22 @@ class Tensor:
 
     def _shared_version_counter(self):
         if self._version_counter is None:
-            self._version_counter = [0]
+            self._version_counter = [0, 0]
         return self._version_counter
+
+    def _changed_after(self, epoch):
+        """Whether this tensor's memory was changed in place after ``_inplace_epoch`` was epoch."""
+        counter = self._version_counter
+        return counter is not None and counter[1] > epoch
 
     def _bump_version(self):
         """Record an in-place change of ``self.data``: a graph that saved this tensor before the
         change refuses to backward through it (see ``Function.saved_inputs``)."""
-        self._shared_version_counter()[0] += 1
+        global _inplace_epoch
+        _inplace_epoch += 1
+        counter = self._shared_version_counter()
+        counter[0] += 1
+        counter[1] = _inplace_epoch
         return self
 
     def item(self):
@@ -329,9 +343,7 @@ class Function:
             out._version_counter = inputs[0]._shared_version_counter()
         if record:
             fn.inputs = inputs
-            fn._versions = [t._version for t in inputs]
-            if cls.saves_output:
-                fn._out_version = out._version
+            fn._epoch = _inplace_epoch
             fn._output = weakref.ref(out)
             out.creator = fn
             if _anomaly:
@@ -352,25 +364,26 @@ class Function:
 
 
 def _check_versions(fn):
-    """RuntimeError when a tensor ``fn`` saved for its backward was changed in place since."""
+    """RuntimeError when a tensor ``fn`` saved for its backward was changed in place after ``fn``
+    was recorded (called only when some in-place change happened since)."""
     saved = fn.saved_inputs
-    for i, (t, version) in enumerate(zip(fn.inputs, fn._versions)):
-        if t._version != version and (saved is None or i in saved):
-            _raise_modified(fn, f"input {i}", t, version)
+    for i, t in enumerate(fn.inputs):
+        if (saved is None or i in saved) and t._changed_after(fn._epoch):
+            _raise_modified(fn, f"input {i}", t)
     if fn.saves_output:
         out = fn._output()
-        if out is not None and out._version != fn._out_version:
-            _raise_modified(fn, "its output", out, fn._out_version)
+        if out is not None and out._changed_after(fn._epoch):
+            _raise_modified(fn, "its output", out)
 
 
-def _raise_modified(fn, which, t, expected):
+def _raise_modified(fn, which, t):
     name = f" '{t.name}'" if t.name else ""
     raise RuntimeError(
         f"one of the tensors needed for gradient computation has been modified by an in-place "
         f"operation: {which} of {type(fn).__name__}, the tensor{name} of shape {t.shape} and dtype "
-        f"{t.dtype}, is at version {t._version}; expected version {expected}. Do the in-place "
-        "change (zero_, an optimizer step, an init, load_state_dict) after backward(), or work "
-        "on a copy")
+        f"{t.dtype}, is at version {t._version}, changed after {type(fn).__name__} saved it. Do "
+        "the in-place change (zero_, an optimizer step, an init, load_state_dict) after "
+        "backward(), or work on a copy")
 
 
 def _convert(array, device, dtype):
@@ -470,7 +483,8 @@ def _run(outputs, grad_outputs, retain_graph, create_graph, wanted=None):
                 found[id(out)] = gy
             if gy is None:          # this output does not reach the roots through a gradient
                 continue
-            _check_versions(fn)
+            if fn._epoch != _inplace_epoch:
+                _check_versions(fn)
             if _profile is not None:
                 start = time.perf_counter()
             try:

@@ -38,7 +38,7 @@ class _Binary(Function):
     def forward(self, a, b):
         if a.shape != b.shape:
             _broadcast_shape(type(self).__name__.lower(), a, b)
-        if a.dtype != b.dtype:
+        if a.dtype is not b.dtype:   # identity first: the usual case costs no comparison
             a, b = _common_dtype(a, b)
         return self.compute(a, b)
 
