@@ -119,13 +119,18 @@ class Optimizer:
                 p.grad.data[...] = 0
 
     def step(self):
+        # every gradient is checked before the first parameter moves: a refused step leaves
+        # parameters and state exactly as they were
+        for i, (_, p) in enumerate(self._params()):
+            g = p.grad
+            if g is not None and (g.shape != p.shape or g.device != p.device):
+                raise RuntimeError(f"{type(self).__name__}.step: gradient of shape {g.shape} on "
+                                   f"{g.device} for a parameter of shape {p.shape} on "
+                                   f"{p.device} (parameter {i}); nothing was updated")
         for group, p in self._params():
             if p.grad is None:
                 continue
             g = p.grad.data
-            if g.shape != p.data.shape:
-                raise RuntimeError(f"gradient of shape {g.shape} for a parameter of shape "
-                                   f"{p.data.shape}")
             state = self.state.setdefault(id(p), {"step": 0})
             state["step"] += 1
             self._update(p.data, g, state, group, backend.array_module(p.data))

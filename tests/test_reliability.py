@@ -432,3 +432,18 @@ def test_resume_with_fewer_iterations_than_the_checkpoint_says_so(tmp_path):
     with pytest.raises(SystemExit, match="at iteration 3, past the 2 iterations asked for"):
         dcgan_mnist.main(example_argv(tmp_path / "run", data, "--iters", "2", "--resume"))
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
+
+
+def test_a_refused_optimizer_step_updates_nothing():
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    opt = optim.Adam(list(a.parameters()) + list(b.parameters()), lr=0.1)
+    for p in opt.param_groups[0]["params"]:
+        p.grad = mg.tensor(np.ones(p.shape, np.float32))
+    b.bias.grad = mg.tensor(np.ones(3, np.float32))       # the last parameter's is wrong
+    before = [p.data.copy() for p in opt.param_groups[0]["params"]]
+    with pytest.raises(RuntimeError, match=r"gradient of shape \(3,\) on cpu for a parameter of "
+                                           r"shape \(2,\) on cpu \(parameter 3\)"):
+        opt.step()
+    for p, w in zip(opt.param_groups[0]["params"], before):
+        np.testing.assert_array_equal(p.data, w)
+    assert opt.state == {}

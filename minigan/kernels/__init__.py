@@ -57,7 +57,7 @@ def _prepare(names, arrays, ndims=None):
             want = " or ".join(f"{d}-D" for d in ndims[i])
             raise ValueError(f"{name} must be {want}, got shape {tuple(a.shape)}")
         a = xp.asarray(a, order="C")  # ascontiguousarray would turn 0-d into (1,)
-        if not a.flags.writeable:
+        if not getattr(a.flags, "writeable", True):   # CuPy arrays have no such flag
             # read-only input (np.load(mmap_mode="r"), np.frombuffer, a broadcast): some kernels
             # use their input as a work buffer, and numba refuses read-only arrays outright
             a = a.copy()
