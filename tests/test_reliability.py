@@ -447,3 +447,30 @@ def test_a_refused_optimizer_step_updates_nothing():
     for p, w in zip(opt.param_groups[0]["params"], before):
         np.testing.assert_array_equal(p.data, w)
     assert opt.state == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mg.cupy_available(), reason="no CUDA device (CuPy missing or no GPU)")
+@pytest.mark.parametrize("op", KERNEL_OPS)
+@pytest.mark.parametrize("layout", ("F", "negative strides", "non-contiguous"))
+def test_every_kernel_op_takes_any_cupy_layout(op, layout):
+    import cupy
+    fn, args = _kernel_cases(np.random.default_rng(0))[op]
+    expected = fn(*[a.astype(np.float64) for a in args])
+    got = fn(*[_cupy_layout(cupy, a, layout) for a in args])
+    for g, e in zip(got if isinstance(got, tuple) else (got,),
+                    expected if isinstance(expected, tuple) else (expected,)):
+        assert g.flags.c_contiguous
+        np.testing.assert_allclose(cupy.asnumpy(g), e, rtol=1e-6, atol=1e-6)
+
+
+def _cupy_layout(cupy, a, layout):
+    a = cupy.asarray(a)
+    if layout == "F":
+        return cupy.asfortranarray(a)
+    if layout == "negative strides":
+        flipped = cupy.ascontiguousarray(a[(slice(None, None, -1),) * a.ndim])
+        return flipped[(slice(None, None, -1),) * a.ndim]
+    wide = cupy.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    wide[..., ::2] = a
+    return wide[..., ::2]
