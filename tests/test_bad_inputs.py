@@ -216,6 +216,21 @@ case("getitem out of range", Raises(IndexError, "out of bounds"))(lambda: img(2,
 case("dropout p=1.5", Raises(ValueError, "[0, 1]"))(lambda: F.dropout(img(2), 1.5))
 case("clip without bounds", Raises(ValueError, "min"))(lambda: img(2).clip())
 case("float ** negative power of zero", equal([INF]))(lambda: t(0.0) ** -1)
+case("log_softmax dim out of range", Raises(IndexError, "dim 5", "(2, 3)"))(
+    lambda: F.log_softmax(img(2, 3), 5))
+case("unsqueeze dim out of range", Raises(IndexError, "dim 7", "(2, 3)"))(lambda: img(2, 3).unsqueeze(7))
+case("unsqueeze at -3 of a 2-D tensor", holds(lambda r: r.shape == (1, 2, 3), "(1, 2, 3)"))(
+    lambda: img(2, 3).unsqueeze(-3))
+case("flatten start_dim after end_dim", Raises(ValueError, "start_dim", "end_dim"))(
+    lambda: F.flatten(img(2, 3, 4), 2, 1))
+case("sum over a float axis", Raises(TypeError, "axis", "1.0"))(lambda: img(2, 3).sum(axis=1.0))
+case("leaky_relu slope given as a string", Raises(TypeError, "negative_slope", "'0.2'"))(
+    lambda: F.leaky_relu(img(2), "0.2"))
+case("Sequential with a plain function", Raises(TypeError, "entry 1", "function"))(
+    lambda: nn.Sequential(nn.Linear(1, 1), lambda x: x))
+case("manual_seed(-1) as PyTorch (2**64 - 1)", holds(lambda r: r is None, "accepted"))(
+    lambda: mg.manual_seed(-1))
+case("manual_seed(2**70)", Raises(ValueError, "seed", str(2 ** 70)))(lambda: mg.manual_seed(2 ** 70))
 
 # --- layouts: any valid NumPy array must be accepted ----------------------------------------------
 def _ro(a):

@@ -33,6 +33,8 @@ class LeakyReLUGrad(Function):
 
 def leaky_relu(x, negative_slope=0.01):
     """max(x, 0) + negative_slope * min(x, 0)."""
+    if isinstance(negative_slope, (str, bytes, bool)) or not hasattr(negative_slope, "__float__"):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
     return LeakyReLU.apply(x, negative_slope=float(negative_slope))
 
 
@@ -117,7 +119,10 @@ class LogSoftmax(Function):
 
 def log_softmax(x, dim=-1):
     x = as_tensor(x)
-    return LogSoftmax.apply(x, axis=dim % x.ndim)
+    if isinstance(dim, bool) or not hasattr(dim, "__index__") or not -x.ndim <= dim < max(x.ndim, 1):
+        raise IndexError(f"log_softmax: dim {dim!r} is out of range for a tensor of shape "
+                         f"{x.shape} (expected an int in [{-x.ndim}, {x.ndim - 1}])")
+    return LogSoftmax.apply(x, axis=dim % max(x.ndim, 1))
 
 
 def softmax(x, dim=-1):

@@ -10,6 +10,8 @@ from ..autograd import Function, Tensor, as_tensor
 
 
 def _axis(axis, ndim, name="axis"):
+    if isinstance(axis, bool) or not hasattr(axis, "__index__"):
+        raise TypeError(f"{name} must be an int, got {axis!r} ({type(axis).__name__})")
     if not -ndim <= axis < max(ndim, 1):
         raise IndexError(f"{name} {axis} is out of range for a tensor with {ndim} dimensions")
     return axis % max(ndim, 1)
@@ -46,12 +48,18 @@ def flatten(x, start_dim=0, end_dim=-1):
     if x.ndim == 0:
         return reshape(x, (1,))
     start, end = _axis(start_dim, x.ndim, "start_dim"), _axis(end_dim, x.ndim, "end_dim")
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for a "
+                         f"tensor of shape {shape}")
     merged = int(np.prod(shape[start:end + 1], dtype=np.int64))
     return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
 
 
 def unsqueeze(x, dim):
     x = as_tensor(x)
+    if isinstance(dim, bool) or not hasattr(dim, "__index__") or not -x.ndim - 1 <= dim <= x.ndim:
+        raise IndexError(f"unsqueeze: dim {dim!r} is out of range for a tensor of shape {x.shape} "
+                         f"(expected an int in [{-x.ndim - 1}, {x.ndim}])")
     dim = dim % (x.ndim + 1)
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 

@@ -256,12 +256,20 @@ class Embedding(Module):
         return self.weight[idx]
 
 
+def _check_module(owner, i, module):
+    """A plain function or a Parameter would be stored as an attribute and silently skipped."""
+    if not isinstance(module, Module):
+        raise TypeError(f"{owner}: entry {i} is a {type(module).__name__}, not an nn.Module "
+                        "(wrap a function in a Module subclass)")
+
+
 class Sequential(Module):
     """Modules called one after another; indexable and iterable like a list."""
 
     def __init__(self, *modules):
         super().__init__()
         for i, module in enumerate(modules):
+            _check_module("Sequential", i, module)
             setattr(self, str(i), module)
 
     def forward(self, x):
@@ -280,6 +288,7 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module):
+        _check_module("Sequential.append", len(self), module)
         setattr(self, str(len(self)), module)
         return self
 
@@ -291,6 +300,7 @@ class ModuleList(Module):
             self.append(module)
 
     def append(self, module):
+        _check_module("ModuleList.append", len(self._modules), module)
         setattr(self, str(len(self._modules)), module)
         return self
 
