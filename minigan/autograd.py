@@ -306,8 +306,8 @@ class Function:
 
     In-place safety: ``saved_inputs`` lists the inputs whose values ``backward`` reads (None: all
     of them; ``()`` for ops that only need shapes, like add), ``saves_output`` says whether it
-    reads ``self.output``. Their versions are recorded at forward time and backward raises if an
-    in-place op changed them since (``w.zero_()`` between ``y = x * w`` and ``y.backward()``).
+    reads ``self.output``. Backward raises when an in-place op changed one of them after the
+    forward (``w.zero_()`` between ``y = x * w`` and ``y.backward()``), naming the op and tensor.
     ``is_view`` marks ops whose output may share the input's memory (reshape, indexing): the
     output then shares the input's version counter.
     """
