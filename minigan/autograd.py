@@ -340,7 +340,11 @@ class Function:
         record = _grad_enabled and any(fn.needs_input_grad)
         out = Tensor._wrap(y, record)
         if cls.is_view and getattr(y, "base", None) is not None:
-            out._version_counter = inputs[0]._shared_version_counter()
+            base = inputs[0]
+            counter = base._version_counter
+            if counter is None:
+                counter = base._version_counter = [0, 0]
+            out._version_counter = counter
         if record:
             fn.inputs = inputs
             fn._epoch = _inplace_epoch
@@ -550,8 +554,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     for leaf, g in leaves.values():
         if not leaf.requires_grad:
             continue
-        if g.dtype != leaf.dtype:   # a float32 leaf met a float64 tensor: its grad stays float32
-            g = g.to(dtype=leaf.dtype)
+        if g.data.dtype is not leaf.data.dtype and g.data.dtype != leaf.data.dtype:
+            g = g.to(dtype=leaf.dtype)   # a float32 leaf met a float64 tensor: grad stays float32
         if not create_graph:
             g = Tensor._wrap(_private_array(g.data, given))
         if leaf.grad is None:

@@ -33,9 +33,13 @@ class LeakyReLUGrad(Function):
 
 def leaky_relu(x, negative_slope=0.01):
     """max(x, 0) + negative_slope * min(x, 0)."""
-    if isinstance(negative_slope, (str, bytes, bool)) or not hasattr(negative_slope, "__float__"):
-        raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
-    return LeakyReLU.apply(x, negative_slope=float(negative_slope))
+    if type(negative_slope) is not float:   # the usual float skips the checks
+        if isinstance(negative_slope, (str, bytes, bool)) or not hasattr(negative_slope,
+                                                                         "__float__"):
+            raise TypeError(f"leaky_relu: negative_slope must be a number, got "
+                            f"{negative_slope!r}")
+        negative_slope = float(negative_slope)
+    return LeakyReLU.apply(x, negative_slope=negative_slope)
 
 
 def relu(x):

@@ -19,6 +19,8 @@ Ho = (H + 2*ph - kh)//sh + 1, Wo likewise):
 * ``batchnorm_backward(gy, x, mean, invstd, weight) -> (gx, gweight, gbias)``, training mode.
 * ``leaky_relu(x, slope) -> y``; ``leaky_relu_grad(gy, x, slope) -> gx`` (ReLU is slope 0).
 """
+import numpy as np
+
 from .. import backend
 
 _FLOATS = ("float32", "float64")
@@ -57,7 +59,7 @@ def _prepare(names, arrays, ndims=None):
             want = " or ".join(f"{d}-D" for d in ndims[i])
             raise ValueError(f"{name} must be {want}, got shape {tuple(a.shape)}")
         a = xp.asarray(a, order="C")  # ascontiguousarray would turn 0-d into (1,)
-        if not getattr(a.flags, "writeable", True):   # CuPy arrays have no such flag
+        if xp is np and not a.flags.writeable:   # (CuPy arrays are always writeable)
             # read-only input (np.load(mmap_mode="r"), np.frombuffer, a broadcast): some kernels
             # use their input as a work buffer, and numba refuses read-only arrays outright
             a = a.copy()
