@@ -13,7 +13,9 @@ A run folder holds (names in :class:`RunDir`):
     samples_*.png      image grids of a fixed noise batch
     losses.png         loss curves, interpolation.png latent interpolations
 """
+import argparse
 import contextlib
+import math
 import os
 import sys
 import time
@@ -43,6 +45,18 @@ def check_device(device):
         sys.exit(DEVICE_MISSING)
 
 
+def seed_arg(text):
+    """argparse type of --seed: NumPy's generators take integers in [0, 2**63) only, and a
+    refused seed must be reported against the flag, not as a traceback from deep inside."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 0 <= value < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"must be >= 0 and < 2**63, got {value}")
+    return value
+
+
 def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example", width=64,
                     lr_help="Adam's learning rate, G and D"):
     """The flags every image-GAN example takes, with this example's defaults (``width``: ngf and
@@ -55,7 +69,7 @@ def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example", w
     parser.set_defaults(default_iters=iters)
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--lr", type=float, default=lr, help=lr_help)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_arg, default=0)
     add_device_arg(parser)
     parser.add_argument("--out", default=out, help="run folder for images, metrics, checkpoint")
     parser.add_argument("--resume", action="store_true",
@@ -185,8 +199,12 @@ def check_args(args):
             sys.exit(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.checkpoint_every < 0:
         sys.exit(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-    if not args.lr > 0:
-        sys.exit(f"--lr must be > 0, got {args.lr}")
+    if not args.lr > 0 or not math.isfinite(args.lr):
+        sys.exit(f"--lr must be a finite number > 0, got {args.lr}")
+    if getattr(args, "data_dir", None) is not None and not os.path.isdir(
+            os.path.expanduser(args.data_dir)):
+        sys.exit(f"--data-dir {args.data_dir}: no such folder (leave --data-dir out to use "
+                 "$MINIGAN_DATA, the cache, a download or the bundled digits)")
     check_device(args.device)
 
 
@@ -330,6 +348,10 @@ class TrainingRun:
                                               self.config)
             else:
                 self.step, extra = self._resume_distributed()
+            if self.total < self.step:
+                sys.exit(f"--resume: the checkpoint {self.files.checkpoint} is at iteration "
+                         f"{self.step}, past the {self.total} iterations asked for; pass a "
+                         f"larger --iters or --epochs to continue, or a new --out")
             self.history = {name: [float(v) for v in extra["history"][name]]
                             for name in stat_names}
             if self.is_main:

@@ -32,7 +32,7 @@ from minigan.data import load_mnist
 from minigan.gan.models import Generator
 from minigan.gan.train import generate
 
-from ._common import add_device_arg, check_device
+from ._common import add_device_arg, check_device, seed_arg
 
 FINAL_METRICS_SAMPLES = 2000   # what examples/dcgan_mnist.py scores at the end of a run
 
@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--value-range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LOW", "HIGH"),
                    help="the range float pixels are scaled to (default -1 1)")
     p.add_argument("--n", type=int, default=FINAL_METRICS_SAMPLES, help="samples to draw from a run")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=seed_arg, default=None,
                    help="noise seed for a run's samples (default: the run's own seed)")
     add_device_arg(p, help="where G runs")
     p.add_argument("--real", help="a .npy / .npz of real images for FID (default: held-out digits)")

@@ -28,7 +28,7 @@ import minigan.functional as F
 from minigan import gan, nn, optim
 from minigan.data import gaussian_pdf
 
-from ._common import add_device_arg, check_device
+from ._common import add_device_arg, check_device, seed_arg
 
 DATA_MEAN, DATA_STD = 4.0, 1.25
 
@@ -209,7 +209,7 @@ def save_plot(path, samples, D, data=(DATA_MEAN, DATA_STD), size=(480, 240), dev
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_arg, default=0)
     parser.add_argument("--loss", choices=("nonsaturating", "minimax"), default="nonsaturating")
     parser.add_argument("--out", default="gan_1d.png", help="PNG to write ('' for none)")
     add_device_arg(parser)

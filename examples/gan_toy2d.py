@@ -32,7 +32,7 @@ from minigan import io
 from minigan.data.toy import sample_mixture
 from minigan.gan.toy2d import GOAL_CONFIGS, LOSSES, MIXTURES, Toy2DConfig, mixture, train_toy2d
 
-from ._common import add_device_arg, check_device
+from ._common import add_device_arg, check_device, seed_arg
 
 
 def _sizes(text):
@@ -60,7 +60,7 @@ def parse_args(argv=None):
                    help="gan: minimax D, non-saturating G; wgan: weight clipping; wgan-gp: "
                         "gradient penalty")
     p.add_argument("--pack", type=int, default=None, help="PacGAN's packing degree m (1 = none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--steps", type=int, default=None, help="generator updates")
     p.add_argument("--batch", type=int, default=None,
                    help="discriminator inputs per update (each holds --pack samples)")

@@ -30,7 +30,7 @@ from minigan import backend, optim
 from minigan.data import Batches, load_bundled, load_mnist, to_unit_range
 from minigan.metrics.classifier import WEIGHTS_PATH, LeNet, MnistClassifier, save_classifier
 
-from ._common import add_device_arg, check_device
+from ._common import add_device_arg, check_device, seed_arg
 
 
 def parse_args(argv=None):
@@ -42,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--channels", type=int, nargs=2, default=(16, 32), metavar=("C1", "C2"),
                    help="output channels of the two convolutions")
     p.add_argument("--features", type=int, default=64, help="width of the feature layer")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--bundled", action="store_true", help="train on the bundled 5,000-digit subset")
     p.add_argument("--data-dir", default=None, help="a folder holding the MNIST IDX files")
     p.add_argument("--out", default=WEIGHTS_PATH, help="where to write the weights (.npz)")

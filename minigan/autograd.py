@@ -23,6 +23,10 @@ from . import backend
 _grad_enabled = True
 _anomaly = False
 _profile = None   # a dict name -> [calls, forward_s, backward_calls, backward_s] while profiling
+# Counts every in-place change anywhere. A Function notes it when recorded; its backward checks
+# its saved tensors only when it has moved since, so a graph nobody changed in place pays one
+# integer comparison per op for the version counter.
+_inplace_epoch = 0
 
 
 def is_grad_enabled():
@@ -77,6 +81,20 @@ def _raise_anomaly(fn, what, cause=None):
 # ------------------------------------------------------------------------------------------------
 # Tensor
 # ------------------------------------------------------------------------------------------------
+# dtype kinds a Tensor may hold: bool, signed and unsigned integers, floats. Complex, object,
+# string and datetime arrays would flow into float kernels and come out as silent nonsense.
+_TENSOR_KINDS = "biuf"
+
+
+def check_dtype(dtype, what="a tensor"):
+    """TypeError naming the dtype unless it is bool, an integer or a float."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in _TENSOR_KINDS:
+        raise TypeError(f"{what} cannot have dtype {dtype} (kind {dtype.kind!r}): minigan tensors "
+                        "hold bool, integer or floating-point values")
+    return dtype
+
+
 def _as_array(data, dtype=None, device=None):
     """An array from data (array, scalar, list): Python floats become the default dtype (float32),
     arrays keep theirs, integers stay integers (labels, indices)."""
@@ -90,7 +108,9 @@ def _as_array(data, dtype=None, device=None):
         array = np.asarray(data)
         if array.dtype == np.float64 and dtype is None:
             array = array.astype(backend.get_default_dtype())
-    if dtype is not None and array.dtype != np.dtype(dtype):
+    if array.dtype.kind not in _TENSOR_KINDS:
+        check_dtype(array.dtype, f"a tensor made from {type(data).__name__}")
+    if dtype is not None and array.dtype != check_dtype(dtype):
         array = array.astype(dtype)
     if device is not None and backend.device_of(array) != backend.normalize_device(device):
         array = backend.to_device(array, device)
@@ -106,6 +126,11 @@ class Tensor:
     """
     __array_priority__ = 1000   # numpy scalars on the left defer to Tensor's reflected operators
     __hash__ = object.__hash__  # == is elementwise (as in PyTorch), identity stays hashable
+    # The version counter: [version, _inplace_epoch of the last change], shared by tensors that
+    # view the same memory (detach, reshape...), bumped by every in-place change
+    # (``_bump_version``). None until the first change, so a fresh tensor costs nothing; it
+    # reads as version 0.
+    _version_counter = None
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):
         self.data = _as_array(data, dtype, device)
@@ -171,8 +196,38 @@ class Tensor:
 
     # --- leaving the graph -----------------------------------------------------------------------
     def detach(self):
-        """The same data, cut from the graph (shares memory, like ``torch.Tensor.detach``)."""
-        return Tensor._wrap(self.data)
+        """The same data, cut from the graph (shares memory and the version counter, like
+        ``torch.Tensor.detach``: an in-place change through it is seen by the graph)."""
+        out = Tensor._wrap(self.data)
+        out._version_counter = self._shared_version_counter()
+        return out
+
+    # --- in-place changes ----------------------------------------------------------------------
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's memory has seen (``torch.Tensor._version``)."""
+        counter = self._version_counter
+        return 0 if counter is None else counter[0]
+
+    def _shared_version_counter(self):
+        if self._version_counter is None:
+            self._version_counter = [0, 0]
+        return self._version_counter
+
+    def _changed_after(self, epoch):
+        """Whether this tensor's memory was changed in place after ``_inplace_epoch`` was epoch."""
+        counter = self._version_counter
+        return counter is not None and counter[1] > epoch
+
+    def _bump_version(self):
+        """Record an in-place change of ``self.data``: a graph that saved this tensor before the
+        change refuses to backward through it (see ``Function.saved_inputs``)."""
+        global _inplace_epoch
+        _inplace_epoch += 1
+        counter = self._shared_version_counter()
+        counter[0] += 1
+        counter[1] = _inplace_epoch
+        return self
 
     def item(self):
         if self.data.size != 1:
@@ -217,7 +272,7 @@ class Tensor:
 
     def zero_(self):
         self.data[...] = 0
-        return self
+        return self._bump_version()
 
     # --- gradients -----------------------------------------------------------------------------
     def backward(self, gradient=None, retain_graph=None, create_graph=False):
@@ -248,8 +303,18 @@ class Function:
     what ``backward`` needs on ``self``. Inside ``backward``: ``self.inputs`` are the input
     Tensors, ``self.output`` is the output Tensor, ``self.needs_input_grad`` says which inputs
     want a gradient.
+
+    In-place safety: ``saved_inputs`` lists the inputs whose values ``backward`` reads (None: all
+    of them; ``()`` for ops that only need shapes, like add), ``saves_output`` says whether it
+    reads ``self.output``. Backward raises when an in-place op changed one of them after the
+    forward (``w.zero_()`` between ``y = x * w`` and ``y.backward()``), naming the op and tensor.
+    ``is_view`` marks ops whose output may share the input's memory (reshape, indexing): the
+    output then shares the input's version counter.
     """
     inputs = None
+    saved_inputs = None
+    saves_output = False
+    is_view = False
 
     @classmethod
     def apply(cls, *inputs, **params):
@@ -274,8 +339,15 @@ class Function:
             _record(cls.__name__, 0, time.perf_counter() - start)
         record = _grad_enabled and any(fn.needs_input_grad)
         out = Tensor._wrap(y, record)
+        if cls.is_view and getattr(y, "base", None) is not None:
+            base = inputs[0]
+            counter = base._version_counter
+            if counter is None:
+                counter = base._version_counter = [0, 0]
+            out._version_counter = counter
         if record:
             fn.inputs = inputs
+            fn._epoch = _inplace_epoch
             fn._output = weakref.ref(out)
             out.creator = fn
             if _anomaly:
@@ -295,6 +367,29 @@ class Function:
         raise NotImplementedError(f"{type(self).__name__} has no backward rule")
 
 
+def _check_versions(fn):
+    """RuntimeError when a tensor ``fn`` saved for its backward was changed in place after ``fn``
+    was recorded (called only when some in-place change happened since)."""
+    saved = fn.saved_inputs
+    for i, t in enumerate(fn.inputs):
+        if (saved is None or i in saved) and t._changed_after(fn._epoch):
+            _raise_modified(fn, f"input {i}", t)
+    if fn.saves_output:
+        out = fn._output()
+        if out is not None and out._changed_after(fn._epoch):
+            _raise_modified(fn, "its output", out)
+
+
+def _raise_modified(fn, which, t):
+    name = f" '{t.name}'" if t.name else ""
+    raise RuntimeError(
+        f"one of the tensors needed for gradient computation has been modified by an in-place "
+        f"operation: {which} of {type(fn).__name__}, the tensor{name} of shape {t.shape} and dtype "
+        f"{t.dtype}, is at version {t._version}, changed after {type(fn).__name__} saved it. Do "
+        "the in-place change (zero_, an optimizer step, an init, load_state_dict) after "
+        "backward(), or work on a copy")
+
+
 def _convert(array, device, dtype):
     if dtype is not None and array.dtype != np.dtype(dtype):
         array = array.astype(dtype)
@@ -305,6 +400,7 @@ def _convert(array, device, dtype):
 
 class _Convert(Function):
     """Tensor.to inside a graph: the gradient goes back to the input's device and dtype."""
+    saved_inputs = ()
 
     def forward(self, x, device, dtype):
         self.source = (backend.device_of(x), x.dtype)
@@ -391,6 +487,8 @@ def _run(outputs, grad_outputs, retain_graph, create_graph, wanted=None):
                 found[id(out)] = gy
             if gy is None:          # this output does not reach the roots through a gradient
                 continue
+            if fn._epoch != _inplace_epoch:
+                _check_versions(fn)
             if _profile is not None:
                 start = time.perf_counter()
             try:
@@ -456,6 +554,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     for leaf, g in leaves.values():
         if not leaf.requires_grad:
             continue
+        if g.data.dtype is not leaf.data.dtype and g.data.dtype != leaf.data.dtype:
+            g = g.to(dtype=leaf.dtype)   # a float32 leaf met a float64 tensor: grad stays float32
         if not create_graph:
             g = Tensor._wrap(_private_array(g.data, given))
         if leaf.grad is None:
@@ -492,6 +592,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is None and not allow_unused:
             raise RuntimeError(f"input {i} of grad() was not used to compute the outputs "
                                "(pass allow_unused=True to get None for it)")
+        if g is not None and g.dtype != x.dtype:
+            g = g.to(dtype=x.dtype)
         if g is not None and not create_graph:
             g = Tensor._wrap(_private_array(g.data, taken))
         result.append(g)

@@ -108,7 +108,11 @@ _seed = 0
 def manual_seed(seed):
     """Seed minigan's generators on every device (like ``torch.manual_seed``)."""
     global _rng, _cuda_rng, _seed
-    _seed = int(seed)
+    seed = int(seed)
+    # PyTorch's range; a negative seed stands for 2**64 + seed, as there (NumPy refuses it)
+    if not -2 ** 63 <= seed < 2 ** 64:
+        raise ValueError(f"manual_seed: seed must be in [-2**63, 2**64), got {seed}")
+    _seed = seed % 2 ** 64
     _rng = np.random.default_rng(_seed)
     _cuda_rng = None  # re-made from the seed on first use
 

@@ -15,8 +15,15 @@ import json
 import math
 import os
 import secrets
+import time
 import warnings
 import zipfile
+import zlib
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -40,11 +47,47 @@ def fsync_folder(folder):
         os.close(fd)
 
 
+def _lock(f, blocking):
+    """Hold an exclusive lock on an open file until it is closed (or its process dies); False
+    when another process holds it. Without fcntl (Windows) locks always succeed."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        return True
+    except OSError:
+        return False
+
+
+def _remove_orphans(folder, name, own):
+    """Remove temporary files of earlier writes to ``name`` whose writer died (kill -9, power
+    loss). A live writer holds a lock on its temporary file, so only the dead ones are removed."""
+    prefix = f".{name}."
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if (not entry.startswith(prefix) or not entry.endswith(".tmp") or entry == own
+                or len(entry) != len(prefix) + 16):   # 12 hex digits + ".tmp"
+            continue
+        stale = os.path.join(folder, entry)
+        try:
+            with open(stale, "rb") as f:
+                if fcntl is None and time.time() - os.fstat(f.fileno()).st_mtime < 3600:
+                    continue   # no locks to ask: only an hour-old file is surely orphaned
+                if _lock(f, blocking=False):
+                    os.unlink(stale)
+        except OSError:
+            pass
+
+
 def atomic_write(path, write):
     """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it to ``path``.
 
     The parent folder is created when missing. On any exception the temporary file is removed
-    and an existing ``path`` is left untouched.
+    and an existing ``path`` is left untouched; a temporary file left by an earlier write of the
+    same path that was killed midway is removed.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -57,12 +100,17 @@ def atomic_write(path, write):
             break
         except FileExistsError:
             continue
+    _lock(f, blocking=True)   # held until f closes or this process dies: marks the file as live
+    _remove_orphans(folder, os.path.basename(path), os.path.basename(tmp))
     try:
         with f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if fcntl is not None:   # renamed while still locked: never taken for an orphan
+                os.replace(tmp, path)
+        if fcntl is None:           # Windows cannot rename an open file
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -552,6 +600,64 @@ def _decode(node, arrays):
     return node
 
 
+def _read_member(z, info):
+    """One ``.npy`` member of the archive as an array, its header checked against the member's
+    size before anything is allocated (a header may claim 10^12 values over a few bytes)."""
+    with z.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        if dtype.hasobject:
+            raise ValueError(f"member {info.filename} holds dtype {dtype}, which needs pickle")
+        needed = math.prod(shape) * dtype.itemsize
+        available = info.file_size - f.tell()
+        if needed != available:
+            raise ValueError(f"member {info.filename}: its header claims shape {shape} of "
+                             f"{dtype} ({needed} bytes) but it holds {available} bytes")
+        data = f.read(needed)
+    if len(data) != needed:
+        raise ValueError(f"member {info.filename} ends after {len(data)} of {needed} bytes")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return array.copy(order="K")   # writable, and free of the bytes object
+
+
+def _read_archive(path):
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            start = f.read(6)
+        if start == b"\x93NUMPY":
+            raise CheckpointError(path, "a plain .npy array, not an .npz checkpoint (save "
+                                        "checkpoints with minigan.io.save_checkpoint)")
+        if start[:4] == b"PK\x03\x04":
+            raise CheckpointError(path, "corrupt or truncated checkpoint: a zip archive without "
+                                        "its closing directory (a copy or download cut short?)")
+        raise CheckpointError(path, "not an .npz archive (no zip structure found)")
+    arrays = {}
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                raise CheckpointError(path, f"member {info.filename!r} is not an .npy array")
+            arrays[info.filename[:-4]] = _read_member(z, info)
+    return arrays
+
+
+def _read_meta(path, arrays):
+    if _META not in arrays:
+        raise CheckpointError(path, f"no {_META} entry: not a minigan checkpoint")
+    meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
+    if not isinstance(meta, dict) or "tree" not in meta:
+        raise CheckpointError(path, f"its {_META} entry holds a JSON {type(meta).__name__}, not "
+                                    "the object {format, version, tree} minigan writes")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"format {meta.get('format')!r} is not {CHECKPOINT_FORMAT!r}")
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(path, f"checkpoint version {meta.get('version')} is not "
+                                    f"{CHECKPOINT_VERSION}, the one this minigan reads")
+    return meta
+
+
 def save_checkpoint(path, tree, compress=False):
     """Store a nested tree of arrays and plain values in one ``.npz``, atomically; returns the path.
 
@@ -574,27 +680,20 @@ def save_checkpoint(path, tree, compress=False):
 
 
 def load_checkpoint(path):
-    """Read back a :func:`save_checkpoint` tree. Missing file: FileNotFoundError; damaged: CheckpointError."""
+    """Read back a :func:`save_checkpoint` tree. Missing file: FileNotFoundError; anything else
+    wrong with it (not an npz, a plain .npy, damaged, sizes that disagree, a foreign metadata
+    entry): CheckpointError naming the file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise CheckpointError(path, "not an .npz archive")
-            if _META not in z.files:
-                raise CheckpointError(path, f"no {_META} entry: not a minigan checkpoint")
-            meta = json.loads(z[_META].tobytes().decode("utf-8"))
-            if meta.get("format") != CHECKPOINT_FORMAT:
-                raise CheckpointError(path, f"format {meta.get('format')!r} is not {CHECKPOINT_FORMAT!r}")
-            if meta.get("version") != CHECKPOINT_VERSION:
-                raise CheckpointError(path, f"checkpoint version {meta.get('version')} is not "
-                                            f"{CHECKPOINT_VERSION}, the one this minigan reads")
-            arrays = {name: z[name] for name in z.files if name != _META}
+        arrays = _read_archive(path)
+        meta = _read_meta(path, arrays)
         return _decode(meta["tree"], arrays)
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError) as e:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError, IndexError,
+            AttributeError, RecursionError, zlib.error) as e:
         raise CheckpointError(path, f"corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
 
 

@@ -9,26 +9,101 @@ import math
 import numpy as np
 
 from . import backend
+from .autograd import Tensor
+
+
+def _number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _params_list(owner, params, what="params argument"):
+    """The parameters as a list; a single Tensor (or a set, whose order is arbitrary) refused the
+    way PyTorch refuses it: iterating one Parameter would give views of its rows, never trained."""
+    if isinstance(params, Tensor) or hasattr(params, "shape") or isinstance(params, (set, str)):
+        raise TypeError(f"{owner}: {what} should be an iterable of Tensors or dicts, but got "
+                        f"{type(params).__name__}; pass model.parameters() or [tensor]")
+    try:
+        return list(params)
+    except TypeError:
+        raise TypeError(f"{owner}: {what} should be an iterable of Tensors or dicts, but got "
+                        f"{type(params).__name__}") from None
 
 
 class Optimizer:
     defaults = {}
 
     def __init__(self, params, **hyper):
-        params = list(params)
+        owner = type(self).__name__
+        params = _params_list(owner, params)
         if not params:
-            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+            raise ValueError(f"{owner} got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
-        self.param_groups = []
-        for group in groups:
+        # everything is checked before anything is stored: a refused call leaves nothing behind
+        param_groups, seen = [], set()
+        for g, group in enumerate(groups):
+            if not isinstance(group, dict):
+                raise TypeError(f"{owner}: parameter group {g} is a {type(group).__name__}; mix "
+                                "no dicts and Tensors in one list")
+            if "params" not in group:
+                raise ValueError(f"{owner}: parameter group {g} has no 'params' entry")
+            known = set(self.defaults) | set(hyper)
+            unknown = sorted(set(group) - known - {"params"})
+            if unknown:
+                raise ValueError(f"{owner}: parameter group {g} has unknown options {unknown}; "
+                                 f"{owner} takes {sorted(known)}")
             group = {**self.defaults, **hyper, **group}
-            group["params"] = list(group["params"])
-            for p in group["params"]:
+            group["params"] = _params_list(owner, group["params"], f"group {g}'s 'params'")
+            for i, p in enumerate(group["params"]):
+                if not isinstance(p, Tensor):
+                    raise TypeError(f"{owner} can only optimize Tensors, but parameter {i} of "
+                                    f"group {g} is a {type(p).__name__}")
+                if not p.is_leaf:
+                    raise ValueError(f"{owner} can't optimize a non-leaf Tensor (parameter {i} "
+                                     f"of group {g}, shape {p.shape}, made by "
+                                     f"{type(p.creator).__name__})")
                 if not p.requires_grad:
-                    raise ValueError(f"{type(self).__name__}: a parameter of shape {p.shape} "
+                    raise ValueError(f"{owner}: a parameter of shape {p.shape} "
                                      "does not require grad")
-            self.param_groups.append(group)
+                if id(p) in seen:
+                    raise ValueError(f"{owner}: the parameter of shape {p.shape} (parameter {i} "
+                                     f"of group {g}) appears twice; it would be updated twice "
+                                     "per step")
+                seen.add(id(p))
+            self._check_hyper(group, f"{owner}" + (f" (parameter group {g})" if g else ""))
+            if "betas" in group:
+                group["betas"] = tuple(group["betas"])
+            param_groups.append(group)
+        self.param_groups = param_groups
         self.state = {}     # id(param) -> dict of state arrays
+
+    # (name, lowest, highest, whether the highest value is allowed); checked for every group
+    _ranges = {"lr": (0, math.inf, True), "weight_decay": (0, math.inf, True),
+               "momentum": (0, math.inf, True), "dampening": (0, 1, True), "eps": (0, math.inf, True),
+               "alpha": (0, 1, True)}
+
+    def _check_hyper(self, group, owner):
+        """ValueError naming the hyper-parameter for NaN, negative or out-of-range values."""
+        for name, (low, high, closed) in self._ranges.items():
+            if name not in group:
+                continue
+            v = group[name]
+            if not _number(v):
+                raise TypeError(f"{owner}: {name} must be a number, got {v!r} "
+                                f"({type(v).__name__})")
+            if not (low <= v < high or closed and v == high):
+                where = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
+                raise ValueError(f"{owner}: invalid {name} value: {v} (must be {where})")
+        if "betas" in group:
+            betas = group["betas"]
+            if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
+                    _number(b) for b in betas):
+                raise TypeError(f"{owner}: betas must be a pair of numbers, got {betas!r}")
+            for k, beta in enumerate(betas):
+                if not 0 <= beta < 1:
+                    raise ValueError(f"{owner}: invalid betas value at index {k}: {beta} "
+                                     "(must be in [0, 1))")
+        if group.get("nesterov") and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(f"{owner}: Nesterov momentum needs momentum > 0 and dampening 0")
 
     def _params(self):
         for group in self.param_groups:
@@ -44,16 +119,22 @@ class Optimizer:
                 p.grad.data[...] = 0
 
     def step(self):
+        # every gradient is checked before the first parameter moves: a refused step leaves
+        # parameters and state exactly as they were
+        for i, (_, p) in enumerate(self._params()):
+            g = p.grad
+            if g is not None and (g.shape != p.shape or g.device != p.device):
+                raise RuntimeError(f"{type(self).__name__}.step: gradient of shape {g.shape} on "
+                                   f"{g.device} for a parameter of shape {p.shape} on "
+                                   f"{p.device} (parameter {i}); nothing was updated")
         for group, p in self._params():
             if p.grad is None:
                 continue
             g = p.grad.data
-            if g.shape != p.data.shape:
-                raise RuntimeError(f"gradient of shape {g.shape} for a parameter of shape "
-                                   f"{p.data.shape}")
             state = self.state.setdefault(id(p), {"step": 0})
             state["step"] += 1
             self._update(p.data, g, state, group, backend.array_module(p.data))
+            p._bump_version()   # graphs that saved p before this step must not backward
 
     def _update(self, p, g, state, group, xp):
         raise NotImplementedError
@@ -76,29 +157,61 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        groups = state_dict["param_groups"]
+        """Restore hyper-parameters and state from :meth:`state_dict`'s output. Everything is
+        checked first: a refused state_dict leaves the optimizer exactly as it was."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            keys = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"{owner}: expected a dict with keys 'state' and 'param_groups', "
+                             f"got {keys}")
+        groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(groups, (list, tuple)) or not all(
+                isinstance(g, dict) and isinstance(g.get("params"), (list, tuple)) for g in groups):
+            raise ValueError(f"{owner}: 'param_groups' must be a list of dicts with a 'params' "
+                             "list")
+        if not isinstance(saved_state, dict):
+            raise ValueError(f"{owner}: 'state' must be a dict, got {type(saved_state).__name__}")
         if len(groups) != len(self.param_groups) or any(
                 len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)):
             raise ValueError("load_state_dict: the saved optimizer has a different number of "
                              "parameter groups or parameters than this one")
+        new_groups = []
+        for g, (group, saved) in enumerate(zip(self.param_groups, groups)):
+            new = {**group, **{k: (tuple(v) if isinstance(v, list) else v)
+                               for k, v in saved.items() if k != "params"}}
+            self._check_hyper(new, f"{owner} (parameter group {g})")
+            new_groups.append(new)
         params = [p for _, p in self._params()]
-        for group, saved in zip(self.param_groups, groups):
-            group.update({k: (tuple(v) if isinstance(v, list) else v)
-                          for k, v in saved.items() if k != "params"})
-        self.state = {}
-        for key, values in state_dict["state"].items():
-            p = params[int(key)]
+        state = {}
+        for key, values in saved_state.items():
+            try:
+                p = params[int(key)]
+            except (ValueError, TypeError, IndexError):
+                raise ValueError(f"{owner}: state key {key!r} is not the index of one of the "
+                                 f"{len(params)} parameters") from None
+            if not isinstance(values, dict):
+                raise ValueError(f"{owner}: state of parameter {key} must be a dict, got "
+                                 f"{type(values).__name__}")
             entry = {}
             for k, v in values.items():
                 if hasattr(v, "shape") and np.ndim(v) > 0:
                     if tuple(v.shape) != p.shape:
                         raise ValueError(f"load_state_dict: state '{k}' of parameter {key} has "
                                          f"shape {tuple(v.shape)}, the parameter {p.shape}")
+                    if v.dtype.kind not in "biuf":
+                        raise TypeError(f"{owner}: state '{k}' of parameter {key} has dtype "
+                                        f"{v.dtype}")
                     v = backend.to_device(np.asarray(v), p.device).astype(p.dtype)
                 elif hasattr(v, "shape"):
                     v = v.item()
+                elif not _number(v):
+                    raise TypeError(f"{owner}: state '{k}' of parameter {key} must be an array "
+                                    f"or a number, got {type(v).__name__}")
                 entry[k] = v
-            self.state[id(p)] = entry
+            state[id(p)] = entry
+        for group, new in zip(self.param_groups, new_groups):
+            group.update(new)
+        self.state = state
 
 
 class SGD(Optimizer):
@@ -107,11 +220,6 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: invalid lr {lr}, momentum {momentum} or weight_decay "
-                             f"{weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0")
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov)
 
@@ -136,9 +244,7 @@ class Adam(Optimizer):
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"Adam: invalid lr {lr}, betas {betas} or eps {eps}")
-        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def _update(self, p, g, state, group, xp):
         beta1, beta2 = group["betas"]
@@ -178,8 +284,6 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False):
-        if lr < 0 or eps < 0 or not 0 <= alpha <= 1:
-            raise ValueError(f"RMSprop: invalid lr {lr}, alpha {alpha} or eps {eps}")
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered)
 

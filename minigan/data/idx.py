@@ -11,6 +11,7 @@ Files may be gzip-compressed; a file is treated as gzip when its name ends in ``
 two bytes are the gzip signature. Every malformed file raises :class:`IdxError` naming the file.
 """
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -82,7 +83,9 @@ def parse_idx(data, path="<bytes>"):
                              f"({header_len} header bytes) but the file has {len(data)} bytes")
     shape = struct.unpack(f">{ndim}I", data[4:header_len])
     dtype = _TYPE_TO_DTYPE[type_byte]
-    expected = header_len + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: np.prod in int64 wraps around for a header like (2^32-1, 2^32-1, 2), and
+    # a wrapped size would be reported as "trailing bytes" (or let a huge shape through)
+    expected = header_len + math.prod(shape) * dtype.itemsize
     if len(data) < expected:
         raise IdxError(path, f"truncated: the header promises shape {shape} of {dtype.str[1:]} "
                              f"({expected} bytes in all) but the file has only {len(data)} bytes")

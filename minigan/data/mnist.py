@@ -424,6 +424,12 @@ def load_mnist(split="train", dataset="mnist", data_dir=None, download=True, ver
     root, root_kind = (data_dir, "data_dir") if data_dir is not None else (os.environ.get("MINIGAN_DATA"), "MINIGAN_DATA")
     if root:
         root = os.path.expanduser(os.fspath(root))
+        if data_dir is not None and not os.path.isdir(root):
+            # an explicit folder that is not there is a typo, not a request for the fallbacks
+            raise FileNotFoundError(f"data_dir {root!r} does not exist or is not a folder (pass "
+                                    "the folder holding the IDX files, or leave data_dir unset "
+                                    "to use $MINIGAN_DATA, the cache, a download or the bundled "
+                                    "subset)")
         for folder in _root_folders(root, dataset):
             paths = _find_pair(folder, split)
             if paths:

@@ -6,13 +6,13 @@ taken of a non-positive number, so logits of +-100 (or +-1000) give exact 0/1 an
 """
 from .. import backend, kernels
 from ..autograd import Function, Tensor, as_tensor
-from .elementwise import where
+from .elementwise import floating, where
 
 
 class LeakyReLU(Function):
     def forward(self, x, negative_slope):
         self.slope = negative_slope
-        return kernels.leaky_relu(x, negative_slope)
+        return kernels.leaky_relu(floating(x), negative_slope)
 
     def backward(self, gy):
         return LeakyReLUGrad.apply(gy, x=self.inputs[0].data, negative_slope=self.slope)
@@ -21,6 +21,7 @@ class LeakyReLU(Function):
 class LeakyReLUGrad(Function):
     """``gy * (1 if x > 0 else slope)``: linear in gy, piecewise constant in x, so its own
     gradient is the same mask again (and zero with respect to x)."""
+    saved_inputs = ()
 
     def forward(self, gy, x, negative_slope):
         self.x, self.slope = x, negative_slope
@@ -32,7 +33,13 @@ class LeakyReLUGrad(Function):
 
 def leaky_relu(x, negative_slope=0.01):
     """max(x, 0) + negative_slope * min(x, 0)."""
-    return LeakyReLU.apply(x, negative_slope=float(negative_slope))
+    if type(negative_slope) is not float:   # the usual float skips the checks
+        if isinstance(negative_slope, (str, bytes, bool)) or not hasattr(negative_slope,
+                                                                         "__float__"):
+            raise TypeError(f"leaky_relu: negative_slope must be a number, got "
+                            f"{negative_slope!r}")
+        negative_slope = float(negative_slope)
+    return LeakyReLU.apply(x, negative_slope=negative_slope)
 
 
 def relu(x):
@@ -47,8 +54,10 @@ def _stable_sigmoid(x):
 
 
 class Sigmoid(Function):
+    saved_inputs, saves_output = (), True
+
     def forward(self, x):
-        return _stable_sigmoid(x)
+        return _stable_sigmoid(floating(x))
 
     def backward(self, gy):
         y = self.output
@@ -56,8 +65,10 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    saved_inputs, saves_output = (), True
+
     def forward(self, x):
-        return backend.array_module(x).tanh(x)
+        return backend.array_module(x).tanh(floating(x))
 
     def backward(self, gy):
         y = self.output
@@ -69,6 +80,7 @@ class Softplus(Function):
 
     def forward(self, x):
         xp = backend.array_module(x)
+        x = floating(x)
         return (xp.maximum(x, 0) + xp.log1p(xp.exp(-abs(x)))).astype(x.dtype, copy=False)
 
     def backward(self, gy):
@@ -95,10 +107,12 @@ def log_sigmoid(x):
 
 class LogSoftmax(Function):
     """x - logsumexp(x) along ``axis``; backward gy - softmax(x) * sum(gy)."""
+    saved_inputs, saves_output = (), True
 
     def forward(self, x, axis):
         xp = backend.array_module(x)
         self.axis = axis
+        x = floating(x)
         shifted = x - x.max(axis=axis, keepdims=True)
         return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
@@ -109,7 +123,10 @@ class LogSoftmax(Function):
 
 def log_softmax(x, dim=-1):
     x = as_tensor(x)
-    return LogSoftmax.apply(x, axis=dim % x.ndim)
+    if isinstance(dim, bool) or not hasattr(dim, "__index__") or not -x.ndim <= dim < max(x.ndim, 1):
+        raise IndexError(f"log_softmax: dim {dim!r} is out of range for a tensor of shape "
+                         f"{x.shape} (expected an int in [{-x.ndim}, {x.ndim - 1}])")
+    return LogSoftmax.apply(x, axis=dim % max(x.ndim, 1))
 
 
 def softmax(x, dim=-1):

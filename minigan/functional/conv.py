@@ -9,16 +9,46 @@ convolutions (a WGAN-GP critic needs them):
 
 Each one's backward is written with the other two. The raw array work is in ``minigan.kernels``.
 """
+import math
+import operator
+
 from .. import kernels
 from ..autograd import Function, as_tensor
 from .reduce import sum as _sum
 
 
-def _pair(value, name):
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or any(not isinstance(v, int) or v < 0 for v in pair):
-        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
+def _pair(value, name, op="conv2d"):
+    """(int, int) from an int (Python or NumPy) or a pair of them; floats and bools are refused
+    (a stride of 1.5 has no meaning, PyTorch refuses it too)."""
+    try:
+        pair = (value, value) if hasattr(value, "__index__") else tuple(value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or any(isinstance(v, bool) or not hasattr(v, "__index__") for v in pair):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r} "
+                        f"({type(value).__name__})")
+    pair = (operator.index(pair[0]), operator.index(pair[1]))
+    if min(pair) < 0:
+        raise ValueError(f"{op}: {name} must be a non-negative int or a pair of them, got "
+                         f"{value!r}")
     return pair
+
+
+# Larger than any address space (2^62 bytes): a padding of 2^40 would otherwise fail deep in
+# NumPy with "array is too big", which does not say which argument was wrong.
+_MAX_BYTES = 1 << 62
+
+
+def _check_size(op, shape, itemsize, stride, padding):
+    if math.prod(shape) * itemsize > _MAX_BYTES:
+        raise ValueError(f"{op}: stride {stride} and padding {padding} give an output of shape "
+                         f"{shape}, too large to allocate")
+
+
+def _check_kernel(op, w):
+    if 0 in w.shape:
+        raise ValueError(f"{op}: weight of shape {w.shape} is empty; kernel sizes and channel "
+                         "counts must be positive")
 
 
 def _add_bias(y, b):
@@ -32,6 +62,8 @@ def _bias_grad(gy):
 
 
 class Conv2d(Function):
+    saved_inputs = (0, 1)   # x and w; the bias gradient needs only gy
+
     def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0)):
         self.stride, self.padding = stride, padding
         # When w will want a gradient, keep x's gathered patches (im2col) for it: the weight
@@ -57,6 +89,7 @@ class Conv2d(Function):
 
 class ConvTranspose2d(Function):
     """y (N, Cout, out_hw) from x (N, Cin, H, W) and w (Cin, Cout, kh, kw)."""
+    saved_inputs = (0, 1)
 
     def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), out_hw=None):
         self.stride, self.padding = stride, padding
@@ -114,13 +147,19 @@ def conv2d(input, weight, bias=None, stride=1, padding=0):  # noqa: A002 - PyTor
     b = None if bias is None else as_tensor(bias)
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     _check("conv2d", x, w, b, weight_in_axis=1)
+    _check_kernel("conv2d", w)
     if 0 in stride:
-        raise ValueError("conv2d: stride must be positive")
+        raise ValueError(f"conv2d: stride must be positive, got {stride}")
+    out_hw = []
     for d, dim in enumerate(("height", "width")):
         padded = x.shape[2 + d] + 2 * padding[d]
         if w.shape[2 + d] > padded:
             raise ValueError(f"conv2d: kernel {dim} {w.shape[2 + d]} is larger than the padded "
                              f"input {dim} {padded} (input {x.shape[2 + d]}, padding {padding[d]})")
+        out_hw.append((padded - w.shape[2 + d]) // stride[d] + 1)
+    _check_size("conv2d", (x.shape[0], w.shape[0], *out_hw), x.dtype.itemsize, stride, padding)
+    _check_size("conv2d", (x.shape[0], x.shape[1], x.shape[2] + 2 * padding[0],
+                           x.shape[3] + 2 * padding[1]), x.dtype.itemsize, stride, padding)
     args = (x, w) if b is None else (x, w, b)
     return Conv2d.apply(*args, stride=stride, padding=padding)
 
@@ -131,11 +170,13 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0,  # noqa: A00
     Ho = (H - 1) sh - 2 ph + kh + output_padding (PyTorch's rule)."""
     x, w = as_tensor(input), as_tensor(weight)
     b = None if bias is None else as_tensor(bias)
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    output_padding = _pair(output_padding, "output_padding")
+    stride = _pair(stride, "stride", "conv_transpose2d")
+    padding = _pair(padding, "padding", "conv_transpose2d")
+    output_padding = _pair(output_padding, "output_padding", "conv_transpose2d")
     _check("conv_transpose2d", x, w, b, weight_in_axis=0)
+    _check_kernel("conv_transpose2d", w)
     if 0 in stride:
-        raise ValueError("conv_transpose2d: stride must be positive")
+        raise ValueError(f"conv_transpose2d: stride must be positive, got {stride}")
     out_hw = []
     for d in range(2):
         if output_padding[d] >= stride[d]:
@@ -147,5 +188,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0,  # noqa: A00
                              f"{x.shape[2:]}, kernel {w.shape[2:]}, stride {stride}, "
                              f"padding {padding})")
         out_hw.append(size)
+    _check_size("conv_transpose2d", (x.shape[0], w.shape[1], *out_hw), x.dtype.itemsize, stride,
+                padding)
     args = (x, w) if b is None else (x, w, b)
     return ConvTranspose2d.apply(*args, stride=stride, padding=padding, out_hw=tuple(out_hw))

@@ -18,14 +18,33 @@ def _broadcast_shape(name, a, b):
                          "together") from None
 
 
+def floating(x):
+    """``x`` when it holds floats; integers and bools become the default dtype, as PyTorch
+    promotes them for float ops (NumPy would hand sigmoid's float result back as ints)."""
+    return x if x.dtype.kind == "f" else x.astype(backend.get_default_dtype())
+
+
+def _common_dtype(a, b):
+    """An integer operand takes the float operand's dtype (PyTorch: int64 * float32 is float32;
+    NumPy would make it float64)."""
+    if a.dtype.kind == "f" and b.dtype.kind != "f":
+        return a, b.astype(a.dtype)
+    if b.dtype.kind == "f" and a.dtype.kind != "f":
+        return a.astype(b.dtype), b
+    return a, b
+
+
 class _Binary(Function):
     def forward(self, a, b):
         if a.shape != b.shape:
             _broadcast_shape(type(self).__name__.lower(), a, b)
+        if a.dtype is not b.dtype:   # identity first: the usual case costs no comparison
+            a, b = _common_dtype(a, b)
         return self.compute(a, b)
 
 
 class Add(_Binary):
+    saved_inputs = ()
     compute = staticmethod(lambda a, b: a + b)
 
     def backward(self, gy):
@@ -34,6 +53,7 @@ class Add(_Binary):
 
 
 class Sub(_Binary):
+    saved_inputs = ()
     compute = staticmethod(lambda a, b: a - b)
 
     def backward(self, gy):
@@ -52,7 +72,8 @@ class Mul(_Binary):
 
 
 class Div(_Binary):
-    compute = staticmethod(lambda a, b: a / b)
+    """a / b, true division: two integer operands give the default float dtype (PyTorch's rule)."""
+    compute = staticmethod(lambda a, b: a / b if a.dtype.kind == "f" else floating(a) / floating(b))
 
     def backward(self, gy):
         a, b = self.inputs
@@ -62,6 +83,8 @@ class Div(_Binary):
 
 
 class Neg(Function):
+    saved_inputs = ()
+
     def forward(self, x):
         return -x
 
@@ -101,6 +124,7 @@ class PowScalar(Function):
 
 class Pow(_Binary):
     """a ** b with a tensor exponent: d/da = b a^(b-1), d/db = a^b log a (needs a > 0)."""
+    saves_output = True
     compute = staticmethod(lambda a, b: a ** b)
 
     def backward(self, gy):
@@ -120,8 +144,10 @@ def pow(x, exponent):
 
 
 class Exp(Function):
+    saved_inputs, saves_output = (), True
+
     def forward(self, x):
-        return backend.array_module(x).exp(x)
+        return backend.array_module(x).exp(floating(x))
 
     def backward(self, gy):
         return gy * self.output
@@ -129,15 +155,17 @@ class Exp(Function):
 
 class Log(Function):
     def forward(self, x):
-        return backend.array_module(x).log(x)
+        return backend.array_module(x).log(floating(x))
 
     def backward(self, gy):
         return gy / self.inputs[0]
 
 
 class Sqrt(Function):
+    saved_inputs, saves_output = (), True
+
     def forward(self, x):
-        return backend.array_module(x).sqrt(x)
+        return backend.array_module(x).sqrt(floating(x))
 
     def backward(self, gy):
         return gy / (2 * self.output)
@@ -174,6 +202,7 @@ def abs(x):  # noqa: A001 - the name users look for (torch.abs)
 
 class Where(Function):
     """``a`` where ``condition`` holds, else ``b`` (condition is a fixed boolean array)."""
+    saved_inputs = ()
 
     def forward(self, a, b, condition):
         xp = backend.array_module(a, b)

@@ -40,6 +40,7 @@ def matmul(a, b):
 class Linear(Function):
     """``y = x W^T + b`` for x (N, in), W (out, in), b (out,): one op instead of three, since
     per-op overhead matters for small MLPs."""
+    saved_inputs = (0, 1)   # x and W; the bias gradient needs only gy
 
     def forward(self, x, w, b=None):
         if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:

@@ -77,4 +77,7 @@ def nll_loss(log_probs, target, reduction="mean"):
 
 def cross_entropy(logits, target, reduction="mean"):
     """nll_loss(log_softmax(logits)) for logits (N, C) and integer targets (N,)."""
+    logits = as_tensor(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy: expected logits (N, C), got shape {logits.shape}")
     return nll_loss(log_softmax(logits, dim=1), target, reduction)

@@ -26,6 +26,7 @@ class BatchNormTrain(Function):
 
     With ``create_graph=True`` the backward is instead written with differentiable ops (the
     statistics recomputed from x), so second derivatives are right, not zero."""
+    saved_inputs = (0, 1)   # x and weight; the bias gradient needs only gy
 
     def forward(self, x, weight=None, bias=None, mean=None, invstd=None, eps=1e-5):
         self.mean, self.invstd, self.eps = mean, invstd, eps
@@ -70,6 +71,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
                              f"{channels} channels")
     if (weight is None) != (bias is None):
         raise ValueError("batch_norm: pass both weight and bias, or neither")
+    # every check before any running statistic moves: a refused call changes no state
+    if x.dtype.kind != "f":
+        raise TypeError(f"batch_norm: input must be float32 or float64, got dtype {x.dtype}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"batch_norm: input dtype {x.dtype} and {name} dtype {t.dtype} differ")
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum}")
     affine = () if weight is None else (weight, bias)
     if not training:
         if running_mean is None or running_var is None:
@@ -86,13 +95,16 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
     mean, var = kernels.batchnorm_stats(x.data)
     xp = backend.array_module(x.data)
     invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+    y = BatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd, eps=eps)
     if running_mean is not None:
         running_mean.data *= 1 - momentum
         running_mean.data += (momentum * mean).astype(running_mean.dtype)
+        running_mean._bump_version()
     if running_var is not None:
         running_var.data *= 1 - momentum
         running_var.data += (momentum * var * count / (count - 1)).astype(running_var.dtype)
-    return BatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd, eps=eps)
+        running_var._bump_version()
+    return y
 
 
 # --- batch norm over the ranks of a data-parallel run --------------------------------------------
@@ -210,12 +222,15 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,  #
     mean = sums[:channels] / count
     var = xp.maximum(sums[channels:2 * channels] / count - mean * mean, 0.0)
     invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+    affine = () if weight is None else (weight, bias)
+    y = SyncBatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd,
+                                 count=count, comm=comm, eps=eps)
     if running_mean is not None:
         running_mean.data *= 1 - momentum
         running_mean.data += (momentum * mean).astype(running_mean.dtype)
+        running_mean._bump_version()
     if running_var is not None:
         running_var.data *= 1 - momentum
         running_var.data += (momentum * var * count / (count - 1)).astype(running_var.dtype)
-    affine = () if weight is None else (weight, bias)
-    return SyncBatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd,
-                                    count=count, comm=comm, eps=eps)
+        running_var._bump_version()
+    return y

@@ -13,8 +13,15 @@ from .shape import broadcast_to, reshape
 def _axes(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if hasattr(axis, "__index__"):
+        axes = (axis,)
+    elif isinstance(axis, (tuple, list)):
+        axes = tuple(axis)
+    else:
+        raise TypeError(f"axis must be an int, a tuple of ints or None, got {axis!r}")
     for a in axes:
+        if isinstance(a, bool) or not hasattr(a, "__index__"):
+            raise TypeError(f"axis must be an int, a tuple of ints or None, got {axis!r}")
         if not -ndim <= a < builtins.max(ndim, 1):
             raise IndexError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
     return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
@@ -25,6 +32,8 @@ def _keepdims_shape(shape, axes):
 
 
 class Sum(Function):
+    saved_inputs = ()
+
     def forward(self, x, axes, keepdims):
         self.axes, self.keepdims = axes, keepdims
         return x.sum(axis=axes, keepdims=keepdims)
@@ -50,10 +59,13 @@ def mean(x, axis=None, keepdims=False, dim=None):
     count = 1
     for a in axes:
         count *= x.shape[a]
-    return sum(x, axes, keepdims) * (1.0 / builtins.max(count, 1))
+    # the mean of no values is NaN (NumPy, PyTorch), not the 0 an empty sum would give
+    return sum(x, axes, keepdims) * (1.0 / count if count else float("nan"))
 
 
 class Max(Function):
+    saves_output = True
+
     def forward(self, x, axes, keepdims):
         if x.size == 0:
             raise ValueError("max of an empty tensor")

@@ -10,12 +10,16 @@ from ..autograd import Function, Tensor, as_tensor
 
 
 def _axis(axis, ndim, name="axis"):
+    if isinstance(axis, bool) or not hasattr(axis, "__index__"):
+        raise TypeError(f"{name} must be an int, got {axis!r} ({type(axis).__name__})")
     if not -ndim <= axis < max(ndim, 1):
         raise IndexError(f"{name} {axis} is out of range for a tensor with {ndim} dimensions")
     return axis % max(ndim, 1)
 
 
 class Reshape(Function):
+    saved_inputs, is_view = (), True
+
     def forward(self, x, shape):
         try:
             return x.reshape(shape)
@@ -44,12 +48,18 @@ def flatten(x, start_dim=0, end_dim=-1):
     if x.ndim == 0:
         return reshape(x, (1,))
     start, end = _axis(start_dim, x.ndim, "start_dim"), _axis(end_dim, x.ndim, "end_dim")
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for a "
+                         f"tensor of shape {shape}")
     merged = int(np.prod(shape[start:end + 1], dtype=np.int64))
     return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
 
 
 def unsqueeze(x, dim):
     x = as_tensor(x)
+    if isinstance(dim, bool) or not hasattr(dim, "__index__") or not -x.ndim - 1 <= dim <= x.ndim:
+        raise IndexError(f"unsqueeze: dim {dim!r} is out of range for a tensor of shape {x.shape} "
+                         f"(expected an int in [{-x.ndim - 1}, {x.ndim}])")
     dim = dim % (x.ndim + 1)
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
@@ -65,6 +75,8 @@ def squeeze(x, dim=None):
 
 
 class Permute(Function):
+    saved_inputs, is_view = (), True
+
     def forward(self, x, axes):
         if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
             raise ValueError(f"permute: {axes} is not a permutation of the {x.ndim} axes "
@@ -94,6 +106,8 @@ def transpose(x, dim0=-2, dim1=-1):
 
 
 class BroadcastTo(Function):
+    saved_inputs, is_view = (), True
+
     def forward(self, x, shape):
         xp = backend.array_module(x)
         try:
@@ -115,6 +129,8 @@ def broadcast_to(x, shape):
 
 
 class SumTo(Function):
+    saved_inputs = ()
+
     def forward(self, x, shape):
         lead = x.ndim - len(shape)
         axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape)
@@ -142,6 +158,8 @@ def sum_to(x, shape):
 
 
 class Concat(Function):
+    saved_inputs = ()
+
     def forward(self, *xs, axis):
         xp = backend.array_module(*xs)
         self.axis = axis
@@ -196,6 +214,8 @@ def _raw_index(index):
 
 
 class GetItem(Function):
+    saved_inputs, is_view = (), True
+
     def forward(self, x, index):
         self.index = index
         return x[index]
@@ -207,6 +227,7 @@ class GetItem(Function):
 class ScatterAdd(Function):
     """Zeros of ``shape`` with ``gy`` added at ``index`` (repeated indices add up): the adjoint
     of ``getitem``, and itself differentiable (its adjoint is ``getitem`` again)."""
+    saved_inputs = ()
 
     def forward(self, gy, index, shape):
         xp = backend.array_module(gy)

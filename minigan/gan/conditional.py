@@ -132,7 +132,8 @@ def conditional_train_step(G, D, opt_g, opt_d, real, labels, z, step=None):
     real_logits = D(real, labels)
     fake_logits = D(fake.detach(), labels)
     loss_d = losses.d_loss_minimax(real_logits, fake_logits)
-    loss_d_value = _check_finite(loss_d, "discriminator loss", step)
+    loss_d_value = _check_finite(loss_d, "discriminator loss", step,
+                                 {"real batch": real, "noise z": z}, {"G": G, "D": D})
     opt_d.zero_grad()
     loss_d.backward()
     opt_d.step()
@@ -140,7 +141,8 @@ def conditional_train_step(G, D, opt_g, opt_d, real, labels, z, step=None):
     D.requires_grad_(False)   # the G step needs gradients through D, not for D's weights
     try:
         loss_g = losses.g_loss_nonsaturating(D(fake, labels))
-        loss_g_value = _check_finite(loss_g, "generator loss", step)
+        loss_g_value = _check_finite(loss_g, "generator loss", step, {"noise z": z},
+                                     {"G": G, "D": D})
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()

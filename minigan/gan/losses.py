@@ -130,6 +130,7 @@ def clip_weights_(module, c):
     with no_grad():
         for p in module.parameters():
             backend.array_module(p.data).clip(p.data, -c, c, out=p.data)
+            p._bump_version()
     return module
 
 

@@ -49,13 +49,42 @@ def _mean_probability(logits):
     return float(xp.mean(1.0 / (1.0 + xp.exp(-logits.data.astype("float64")))))
 
 
-def _check_finite(loss, name, step=None):
+def _non_finite(t):
+    """How many NaN or infinite values tensor (or array) ``t`` holds."""
+    data = t.data if isinstance(t, Tensor) else t
+    if data is None or data.dtype.kind != "f":
+        return 0
+    return int((~backend.array_module(data).isfinite(data)).sum())
+
+
+def _cause(inputs, models):
+    """Why a loss came out non-finite: the data, the noise, or the models' weights, checked in
+    that order (only once the loss is bad, so a healthy step pays nothing)."""
+    for what, t in inputs.items():
+        bad = _non_finite(t)
+        if bad:
+            size = (t.data if isinstance(t, Tensor) else t).size
+            return f"the {what} holds {bad} NaN or infinite value(s) out of {size}"
+    for model_name, model in models.items():
+        for name, p in model.named_parameters():
+            bad = _non_finite(p)
+            if bad:
+                return (f"{model_name}'s parameter {name} holds {bad} NaN or infinite value(s): "
+                        "training diverged (try a lower learning rate)")
+    return "training diverged (try a lower learning rate)"
+
+
+def _check_finite(loss, name, step=None, inputs=None, models=None):
+    """The loss as a float, or NonFiniteLossError saying what made it NaN or infinite:
+    ``inputs`` (name -> batch, e.g. {"real batch": real}) and ``models`` (name -> Module) are
+    examined so that bad data is not blamed on the learning rate."""
     value = loss.item()
     if not math.isfinite(value):
         at = "" if step is None else f" at step {step}"
-        raise NonFiniteLossError(
-            f"{name} is {value}{at}: training diverged (try a lower learning rate); "
-            "no update was made with it")
+        cause = _cause(inputs or {}, models or {})
+        if cause.startswith("the "):
+            cause += " (check the data and its preprocessing)"
+        raise NonFiniteLossError(f"{name} is {value}{at}: {cause}; no update was made with it")
     return value
 
 
@@ -76,7 +105,8 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None):
     real_logits = D(real)
     fake_logits = D(fake.detach())
     loss_d = losses.d_loss_minimax(real_logits, fake_logits)
-    loss_d_value = _check_finite(loss_d, "discriminator loss", step)
+    loss_d_value = _check_finite(loss_d, "discriminator loss", step,
+                                 {"real batch": real, "noise z": z}, {"G": G, "D": D})
     opt_d.zero_grad()
     loss_d.backward()
     opt_d.step()
@@ -86,7 +116,8 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None):
     D.requires_grad_(False)
     try:
         loss_g = losses.g_loss_nonsaturating(D(fake))
-        loss_g_value = _check_finite(loss_g, "generator loss", step)
+        loss_g_value = _check_finite(loss_g, "generator loss", step, {"noise z": z},
+                                     {"G": G, "D": D})
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()

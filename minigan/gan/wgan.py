@@ -127,7 +127,8 @@ def critic_step(G, critic, opt_c, real, z, clip=None, gp_lambda=None, step=None)
         gp = losses.gradient_penalty(critic, real, fake, lam=gp_lambda)
         penalty = gp.item()
         loss = loss + gp
-    value = _check_finite(loss, "critic loss", step)
+    value = _check_finite(loss, "critic loss", step, {"real batch": real, "noise z": z},
+                          {"G": G, "critic": critic})
     opt_c.zero_grad()
     loss.backward()
     opt_c.step()
@@ -141,7 +142,8 @@ def generator_step(G, critic, opt_g, z, step=None):
     critic.requires_grad_(False)    # G's step does not train f: skip its weight gradients
     try:
         loss = losses.wasserstein_generator_loss(critic(G(z)))
-        value = _check_finite(loss, "generator loss", step)
+        value = _check_finite(loss, "generator loss", step, {"noise z": z},
+                              {"G": G, "critic": critic})
         opt_g.zero_grad()
         loss.backward()
         opt_g.step()

@@ -19,6 +19,8 @@ Ho = (H + 2*ph - kh)//sh + 1, Wo likewise):
 * ``batchnorm_backward(gy, x, mean, invstd, weight) -> (gx, gweight, gbias)``, training mode.
 * ``leaky_relu(x, slope) -> y``; ``leaky_relu_grad(gy, x, slope) -> gx`` (ReLU is slope 0).
 """
+import numpy as np
+
 from .. import backend
 
 _FLOATS = ("float32", "float64")
@@ -33,9 +35,11 @@ def _impl(*arrays):
     return cpu
 
 
-def _prepare(names, arrays, ndims=None):
+def _prepare(names, arrays, ndims=None, writeable=False):
     """Check that the arrays share one device and one float dtype (and their ndims), return them
-    C-contiguous."""
+    C-contiguous (any layout comes in: Fortran order, negative strides, views; a copy is made
+    only where needed), and writeable too when ``writeable`` (kernels that may use an input as a
+    work buffer: numba refuses to compile them for a read-only array)."""
     xp = backend.array_module(*arrays)
     devices = {backend.device_of(a) for a in arrays}
     if len(devices) > 1:
@@ -55,7 +59,10 @@ def _prepare(names, arrays, ndims=None):
         if ndims is not None and a.ndim not in ndims[i]:
             want = " or ".join(f"{d}-D" for d in ndims[i])
             raise ValueError(f"{name} must be {want}, got shape {tuple(a.shape)}")
-        out.append(xp.asarray(a, order="C"))  # ascontiguousarray would turn 0-d into (1,)
+        a = xp.asarray(a, order="C")  # ascontiguousarray would turn 0-d into (1,)
+        if writeable and xp is np and not a.flags.writeable:   # CuPy arrays always are
+            a = a.copy()   # np.load(mmap_mode="r"), np.frombuffer, a broadcast...
+        out.append(a)
     return out
 
 
@@ -96,7 +103,7 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), keep_patches=False):
 
     keep_patches=True returns (y, patches): what conv2d_grad_weight(x, ...) can reuse instead of
     gathering x's patches again (None where the kernel keeps nothing: the GPU, dense kernels)."""
-    x, w = _prepare(("x", "w"), (x, w), ((4,), (4,)))
+    x, w = _prepare(("x", "w"), (x, w), ((4,), (4,)), writeable=True)
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"conv2d: input x {tuple(x.shape)} has {x.shape[1]} channels but weight "
@@ -107,7 +114,7 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), keep_patches=False):
 
 def conv2d_grad_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0)):
     """gx (N, C, H, W), the adjoint of conv2d in x applied to gy; (H, W) = input_hw."""
-    gy, w = _prepare(("gy", "w"), (gy, w), ((4,), (4,)))
+    gy, w = _prepare(("gy", "w"), (gy, w), ((4,), (4,)), writeable=True)
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     input_hw = _pair(input_hw, "input_hw", 1)
     if gy.shape[1] != w.shape[0]:
@@ -123,7 +130,7 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), patches=
     """gw (O, C, kh, kw) = sum_{n,i,j} gy[n,o,i,j] * x[n, c, i*sh-ph+a, j*sw-pw+b].
 
     patches: what conv2d(x, ..., keep_patches=True) returned with the same x, or None."""
-    x, gy = _prepare(("x", "gy"), (x, gy), ((4,), (4,)))
+    x, gy = _prepare(("x", "gy"), (x, gy), ((4,), (4,)), writeable=True)
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     kernel_hw = _pair(kernel_hw, "kernel_hw", 1)
     out_hw = _conv_out_hw(x.shape[2:], kernel_hw, stride, padding)

@@ -22,10 +22,11 @@ _SPLIT_SCALE = 16
 
 @numba.njit(cache=True, nogil=True)
 def _leaky(x, slope, y, t0, t1):
-    """y = x where x > 0, else slope * x, for elements [t0*_BLOCK, t1*_BLOCK)."""
+    """y = x where x > 0, else slope * x, for elements [t0*_BLOCK, t1*_BLOCK); relu (slope 0)
+    gives 0 at -inf (not -inf * 0 = nan) and keeps NaN, as PyTorch does."""
     for i in range(_u(t0 * _BLOCK), _u(min(t1 * _BLOCK, x.size))):
         v = x[i]
-        y[i] = v if v > 0 else v * slope
+        y[i] = v if v > 0 else (v * slope if slope != 0 or v != v else slope)
 
 
 @numba.njit(cache=True, nogil=True)

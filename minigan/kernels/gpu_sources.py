@@ -241,7 +241,8 @@ extern "C" __global__ void leaky_relu(
 {
     GRID_STRIDE {
         const real_t v = x[idx];
-        y[idx] = v > 0 ? v : v * negative_slope;
+        // slope 0 (relu) gives 0 at -inf, where v * 0 would be NaN
+        y[idx] = v > 0 ? v : ((negative_slope != 0 || v != v) ? v * negative_slope : negative_slope);
     }
 }
 """

@@ -8,7 +8,7 @@ def _fill(tensor, sample):
     """Write samples drawn on the CPU generator into the tensor (same numbers on every device)."""
     array = sample(backend.rng("cpu"), tensor.shape).astype(tensor.dtype)
     tensor.data[...] = backend.to_device(array, tensor.device)
-    return tensor
+    return tensor._bump_version()
 
 
 def calculate_gain(nonlinearity, param=None):
@@ -46,7 +46,7 @@ def normal_(tensor, mean=0.0, std=1.0):
 
 def constant_(tensor, value):
     tensor.data[...] = value
-    return tensor
+    return tensor._bump_version()
 
 
 def zeros_(tensor):
@@ -78,6 +78,8 @@ def _kaiming_std(tensor, a, mode, nonlinearity):
 def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     """U(-b, b) with b = gain * sqrt(3 / fan) (He et al. 2015). With a = sqrt(5) this is
     PyTorch's default for Linear and Conv weights: b = 1 / sqrt(fan_in)."""
+    if tensor.numel() == 0:   # nn.Linear(0, n): nothing to fill, and fan_in 0 would divide by 0
+        return tensor
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound)
 

@@ -13,6 +13,24 @@ def _empty(*shape):
     return Parameter(np.zeros(shape, dtype=backend.get_default_dtype()))
 
 
+def _size(layer, name, value, minimum):
+    """``value`` as an int >= minimum, or the error PyTorch would give naming the argument."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{layer}: {name} must be an int, got {value!r} ({type(value).__name__})")
+    value = value.__index__()
+    if value < minimum:
+        raise ValueError(f"{layer}: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _sizes(layer, name, value, minimum):
+    """An int or a pair of ints, each >= minimum, as a pair."""
+    pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(pair) != 2:
+        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+    return tuple(_size(layer, name, v, minimum) for v in pair)
+
+
 class Identity(Module):
     def forward(self, x):
         return x
@@ -23,6 +41,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
+        in_features = _size("Linear", "in_features", in_features, 0)
+        out_features = _size("Linear", "out_features", out_features, 0)
         self.in_features, self.out_features = in_features, out_features
         self.weight = _empty(out_features, in_features)
         self.bias = _empty(out_features) if bias else None
@@ -45,8 +65,13 @@ class Linear(Module):
 class _ConvNd(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, bias, transposed):
         super().__init__()
+        layer = type(self).__name__
+        in_channels = _size(layer, "in_channels", in_channels, 1)
+        out_channels = _size(layer, "out_channels", out_channels, 1)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = (kernel_size,) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.kernel_size = _sizes(layer, "kernel_size", kernel_size, 1)
+        _sizes(layer, "stride", stride, 1)
+        _sizes(layer, "padding", padding, 0)
         self.stride, self.padding = stride, padding
         shape = (in_channels, out_channels) if transposed else (out_channels, in_channels)
         self.weight = _empty(*shape, *self.kernel_size)
@@ -79,6 +104,7 @@ class ConvTranspose2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, bias=True):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, True)
+        _sizes("ConvTranspose2d", "output_padding", output_padding, 0)
         self.output_padding = output_padding
 
     def forward(self, x):
@@ -92,6 +118,13 @@ class _BatchNorm(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
                  track_running_stats=True):
         super().__init__()
+        layer = type(self).__name__
+        num_features = _size(layer, "num_features", num_features, 1)
+        if not eps > 0:
+            raise ValueError(f"{layer}: eps must be > 0, got {eps}")
+        if momentum is not None and not 0 <= momentum <= 1:
+            raise ValueError(f"{layer}: momentum must be in [0, 1] or None (cumulative average), "
+                             f"got {momentum}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         dtype = backend.get_default_dtype()
@@ -109,12 +142,17 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__} expects a {' or '.join(map(str, self.expected_ndim))}-D "
                              f"input, got shape {x.shape}")
         use_batch_stats = self.training or not self.track_running_stats
+        momentum = self.momentum
+        if momentum is None:   # PyTorch's cumulative moving average: batch k weighs 1/k
+            momentum = 1.0 / (int(self.num_batches_tracked.data) + 1) \
+                if self.track_running_stats else 0.0
         y = F.batch_norm(x, self.running_mean if self.track_running_stats else None,
                          self.running_var if self.track_running_stats else None,
-                         self.weight, self.bias, use_batch_stats, self.momentum, self.eps)
+                         self.weight, self.bias, use_batch_stats, momentum, self.eps)
         # counted only once batch_norm accepted the input: a rejected call changes no state
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
+            self.num_batches_tracked._bump_version()
         return y
 
     def extra_repr(self):
@@ -274,12 +312,20 @@ class Embedding(Module):
         return self.weight[idx]
 
 
+def _check_module(owner, i, module):
+    """A plain function or a Parameter would be stored as an attribute and silently skipped."""
+    if not isinstance(module, Module):
+        raise TypeError(f"{owner}: entry {i} is a {type(module).__name__}, not an nn.Module "
+                        "(wrap a function in a Module subclass)")
+
+
 class Sequential(Module):
     """Modules called one after another; indexable and iterable like a list."""
 
     def __init__(self, *modules):
         super().__init__()
         for i, module in enumerate(modules):
+            _check_module("Sequential", i, module)
             setattr(self, str(i), module)
 
     def forward(self, x):
@@ -298,6 +344,7 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module):
+        _check_module("Sequential.append", len(self), module)
         setattr(self, str(len(self)), module)
         return self
 
@@ -309,6 +356,7 @@ class ModuleList(Module):
             self.append(module)
 
     def append(self, module):
+        _check_module("ModuleList.append", len(self._modules), module)
         setattr(self, str(len(self._modules)), module)
         return self
 

@@ -157,22 +157,35 @@ class Module:
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict for {type(self).__name__}: missing keys {missing}, "
                            f"unexpected keys {unexpected}")
+        # every value is checked and converted before the first one is copied in: a refused
+        # state_dict leaves the module exactly as it was
+        arrays = []
         for name, target in own.items():
             if name not in state_dict:
                 continue
             value = state_dict[name]
             value = value.data if isinstance(value, Tensor) else value
+            if not (isinstance(value, (np.ndarray, np.generic)) or backend.is_cupy_array(value)):
+                raise TypeError(f"load_state_dict for {type(self).__name__}: '{name}' must be an "
+                                f"array or Tensor, got {type(value).__name__}")
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"load_state_dict for {type(self).__name__}: '{name}' has dtype "
+                                f"{value.dtype}, expected numbers ({target.dtype})")
             if tuple(value.shape) != target.shape:
                 raise ValueError(f"load_state_dict: '{name}' has shape {tuple(value.shape)} in the "
                                  f"checkpoint but {target.shape} in the model")
             array = backend.to_device(np.asarray(backend.as_numpy(value)), target.device)
-            target.data[...] = array.astype(target.dtype, copy=False)
+            arrays.append((target, array.astype(target.dtype, copy=False)))
+        for target, array in arrays:
+            target.data[...] = array
+            target._bump_version()
         return missing, unexpected
 
     # --- devices and dtypes --------------------------------------------------------------------
     def _map_arrays(self, fn):
         for t in list(self.parameters()) + list(self.buffers()):
             t.data = fn(t.data)
+            t._bump_version()
             if t.grad is not None:
                 t.grad.data = fn(t.grad.data)
         return self
