@@ -557,3 +557,19 @@ def test_per_image_products_for_few_columns_match_the_chunked_ones(monkeypatch, 
         _, patches = K.conv2d(x, w, stride, padding, keep_patches=True)
         results.append(K.conv2d_grad_weight(x, g, kernel, stride, padding, patches=patches))
     np.testing.assert_allclose(results[0], results[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_with_one_column_is_the_outer_product(dtype):
+    """k = 1 (a dense layer with one output, backward) is computed as a broadcast multiply, into
+    a strided view of a larger array, with the same values as the product."""
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((64, 1)).astype(dtype)
+    b = rng.standard_normal((1, 300)).astype(dtype)
+    big = np.full((64, 304), 7.0, dtype)
+    out = big[:, 2:302]
+    assert cpu_gemm.matmul(a, b, out) is out
+    np.testing.assert_array_equal(out, a.astype(np.float64) * b.astype(np.float64)
+                                  if dtype == np.float64 else a * b)
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-6)
+    assert (big[:, :2] == 7).all() and (big[:, 302:] == 7).all()
