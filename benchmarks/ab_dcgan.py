@@ -3,6 +3,8 @@ code path before a change), and PyTorch, interleaved in one process.
 
 Run:  python benchmarks/ab_dcgan.py --old minigan.kernels.cpu_conv.SMALL_K=0 [--batch 64]
                                     [--repeat 15] [--no-torch]
+      python benchmarks/ab_dcgan.py --old "minigan.nn.layers._fusable_slope=lambda m, a: None"
+                (batch norm and its activation as two ops again)
 
 On a machine whose cores other processes share, absolute times move with their load; running
 the variants in turn within every repeat (``time_interleaved_ms``) makes the load hit them alike,
@@ -12,6 +14,7 @@ processes' load changes much less than the wall time. "new" and "old" train the 
 the same weights, each on its own copy, and each --old NAME=VALUE is set only while "old" runs.
 """
 import argparse
+import ast
 import importlib
 import os
 import statistics
@@ -25,14 +28,17 @@ import bench_dcgan  # the same models, weights and iteration as the iteration be
 
 
 def parse_setting(text):
-    """'package.module.NAME=VALUE' -> (module, NAME, value), VALUE read as a Python literal."""
+    """'package.module.NAME=VALUE' -> (module, NAME, value): VALUE a Python literal, or else an
+    expression evaluated in the module's namespace (e.g. a lambda replacing a helper)."""
     target, _, value = text.partition("=")
     module_name, _, name = target.rpartition(".")
     module = importlib.import_module(module_name)
     if not hasattr(module, name):
         raise SystemExit(f"--old {text}: {module_name} has no attribute {name}")
-    import ast
-    return module, name, ast.literal_eval(value)
+    try:
+        return module, name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return module, name, eval(value, vars(module))  # a benchmark's own command line
 
 
 def with_settings(fn, settings):

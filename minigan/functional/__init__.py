@@ -15,3 +15,4 @@ from .shape import (broadcast_to, cat, concat, flatten, getitem, permute, reshap
                     sum_to, transpose, unsqueeze)
 from .conv import conv2d, conv_transpose2d
 from .norm import batch_norm
+from .norm import batch_norm_leaky_relu
