@@ -220,6 +220,17 @@ CASES = {
         [F.batch_norm], lambda x, w, b, m, v: F.batch_norm(x, m, v, w, b, training=False),
         lambda r: [normal(r, 3, 2, 3, 3), normal(r, 2, shift=1.0), normal(r, 2),
                    Const(normal(r, 2)), Const(uniform(r, 0.5, 2.0, 2))]),
+    # batch norm + activation, fused in training mode (tests/test_norm_act.py)
+    "batch_norm_leaky_relu_train": Case(
+        [F.batch_norm_leaky_relu],
+        lambda x, w, b: F.batch_norm_leaky_relu(x, None, None, w, b, training=True,
+                                                negative_slope=0.2),
+        lambda r: [normal(r, 3, 2, 4, 4, scale=2.0, shift=0.5), normal(r, 2, shift=1.0),
+                   normal(r, 2)]),
+    "batch_norm_relu_train_2d_plain": Case(
+        [F.batch_norm_leaky_relu],
+        lambda x: F.batch_norm_leaky_relu(x, None, None, training=True),
+        lambda r: [normal(r, 6, 3, scale=1.5)]),
 }
 
 # functions of minigan.functional tested by a test of their own below instead of a Case
