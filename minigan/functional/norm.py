@@ -104,8 +104,8 @@ def batch_norm_leaky_relu(input, running_mean, running_var, weight=None, bias=No
                                  momentum, eps), slope)
 
 
-def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps,  # noqa: A002
-                negative_slope=None):
+def _batch_norm(input, running_mean, running_var, weight, bias, training,  # noqa: A002
+                momentum, eps, negative_slope=None):
     """batch_norm, followed in training mode by a LeakyReLU of that slope when one is given."""
     x = as_tensor(input)
     if x.ndim not in (2, 4):

@@ -206,8 +206,9 @@ def leaky_relu_grad(gy, x, negative_slope=0.01):
 def _check_fusable_slope(negative_slope):
     slope = float(negative_slope)
     if not slope >= 0:
-        raise ValueError(f"the fused batchnorm + leaky_relu needs negative_slope >= 0 (its backward "
-                         f"reads the activation's sign from its output), got {negative_slope}")
+        raise ValueError(f"the fused batchnorm + leaky_relu needs negative_slope >= 0 (its "
+                         f"backward reads the activation's sign from its output), got "
+                         f"{negative_slope}")
     return slope
 
 
@@ -215,7 +216,8 @@ def batchnorm_leaky_relu_forward(x, mean, invstd, weight=None, bias=None, negati
     """z = leaky_relu(batchnorm_forward(x, mean, invstd, weight, bias), negative_slope) in one
     pass; negative_slope >= 0 (0 is ReLU)."""
     slope = _check_fusable_slope(negative_slope)
-    names = ["x", "mean", "invstd"] + [n for n, v in (("weight", weight), ("bias", bias)) if v is not None]
+    names = ["x", "mean", "invstd"] + [n for n, v in (("weight", weight), ("bias", bias))
+                                       if v is not None]
     given = [v for v in (x, mean, invstd, weight, bias) if v is not None]
     arrays = dict(zip(names, _prepare(names, given, [(2, 4)] + [(1,)] * (len(given) - 1))))
     x = arrays["x"]
