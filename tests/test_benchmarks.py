@@ -70,3 +70,23 @@ def test_fid_vs_torch_records_runs_and_skips_them_on_a_second_call(tmp_path):
     text, _ = run_script("fid_vs_torch.py", *args)
     assert "seed 0: FID" not in text   # nothing retrained: the records had both runs
     assert len(records.read_text().splitlines()) == 2
+
+
+def test_timeline_splits_every_dcgan_layer_by_pass_thread_and_phase(tmp_path):
+    trace = tmp_path / "trace.json"
+    text, last = run_script("timeline.py", "--batch", "2", "--iters", "2", "--warmup", "1",
+                            "--trace", str(trace))
+    ops = {r["op"]: r for r in last["ops"]}
+    for layer in ("G1", "G2", "G3", "D1", "D2", "D3"):
+        assert {f"{layer} fwd", f"{layer} bwd-weight"} <= set(ops), sorted(ops)
+    # D2's forward runs three times an iteration (real, fake, fake for G), and its products
+    # must add up to 2 images x 49 pixels x 1024 taps x 128 channels each time
+    d2 = ops["D2 fwd"]
+    assert d2["calls"] == 3
+    macs = sum(m * k * n * count for m, k, n, _, count in d2["products"])
+    assert macs == 2 * 3 * 2 * 49 * 1024 * 128   # iterations x calls x the product
+    assert d2["phases_cpu_ms"]["t0:gemm"] > 0 and d2["phases_cpu_ms"]["t0:gather"] > 0
+    assert d2["ceiling_alone_gflops"] > 0 and d2["ceiling_pair_gflops"] > 0
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e["name"] == "D2 fwd: gemm" for e in events)
+    assert "CPU ms per iteration by phase" in text

@@ -240,6 +240,17 @@ CASES = {
     "all_reduce_sum_two_mirrored_ranks": Case(
         [F.all_reduce_sum], lambda x: F.all_reduce_sum(x, _Mirror()),
         lambda r: [normal(r, 3, 4)]),
+    # batch norm + activation, fused in training mode (tests/test_norm_act.py)
+    "batch_norm_leaky_relu_train": Case(
+        [F.batch_norm_leaky_relu],
+        lambda x, w, b: F.batch_norm_leaky_relu(x, None, None, w, b, training=True,
+                                                negative_slope=0.2),
+        lambda r: [normal(r, 3, 2, 4, 4, scale=2.0, shift=0.5), normal(r, 2, shift=1.0),
+                   normal(r, 2)]),
+    "batch_norm_relu_train_2d_plain": Case(
+        [F.batch_norm_leaky_relu],
+        lambda x: F.batch_norm_leaky_relu(x, None, None, training=True),
+        lambda r: [normal(r, 6, 3, scale=1.5)]),
 }
 
 # functions of minigan.functional tested by a test of their own below instead of a Case

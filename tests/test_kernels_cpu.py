@@ -533,3 +533,43 @@ def test_pointwise_kernels_split_over_threads(split_every_call):
 def test_leaky_relu_grad_checks_shapes():
     with pytest.raises(ValueError, match="differs"):
         K.leaky_relu_grad(np.ones(3), np.ones(4), 0.2)
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("kernel, channels", [((4, 4), 1), ((2, 3), 2), ((3, 3), 4)])
+def test_per_image_products_for_few_columns_match_the_chunked_ones(monkeypatch, request, kernel,
+                                                                   channels, split):
+    """K = C*kh*kw <= SMALL_K runs one product per image on the NCHW arrays; forcing every shape
+    onto either path gives the same three results, and both match the loop references (on one
+    thread, and with the images shared over three)."""
+    if split:
+        request.getfixturevalue("split_every_call")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, channels, 9, 8))
+    w = rng.standard_normal((6, channels, *kernel))
+    stride, padding = (2, 1), (1, 2)
+    y = ref_conv2d(x, w, stride, padding)
+    g = rng.standard_normal(y.shape)
+    results = []
+    for small_k in (0, 10 ** 6):   # every K on the chunked path, then on the per-image one
+        monkeypatch.setattr(cpu_conv, "SMALL_K", small_k)
+        assert_float64_conv_matches_references(x, w, g, stride, padding)
+        _, patches = K.conv2d(x, w, stride, padding, keep_patches=True)
+        results.append(K.conv2d_grad_weight(x, g, kernel, stride, padding, patches=patches))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_with_one_column_is_the_outer_product(dtype):
+    """k = 1 (a dense layer with one output, backward) is computed as a broadcast multiply, into
+    a strided view of a larger array, with the same values as the product."""
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((64, 1)).astype(dtype)
+    b = rng.standard_normal((1, 300)).astype(dtype)
+    big = np.full((64, 304), 7.0, dtype)
+    out = big[:, 2:302]
+    assert cpu_gemm.matmul(a, b, out) is out
+    np.testing.assert_array_equal(out, a.astype(np.float64) * b.astype(np.float64)
+                                  if dtype == np.float64 else a * b)
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-6)
+    assert (big[:, :2] == 7).all() and (big[:, 302:] == 7).all()

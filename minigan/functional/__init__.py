@@ -17,3 +17,4 @@ from .conv import conv2d, conv_transpose2d
 from .norm import batch_norm
 from .norm import sync_batch_norm
 from .collective import all_reduce_sum
+from .norm import batch_norm_leaky_relu

@@ -12,8 +12,8 @@ Each one's backward is written with the other two. The raw array work is in ``mi
 import math
 import operator
 
-from .. import kernels
-from ..autograd import Function, as_tensor
+from .. import autograd, kernels
+from ..autograd import Function, Tensor, as_tensor
 from .reduce import sum as _sum
 
 
@@ -98,9 +98,19 @@ class ConvTranspose2d(Function):
     def backward(self, gy):
         x, w = self.inputs[:2]
         need = self.needs_input_grad
-        gx = Conv2d.apply(gy, w, stride=self.stride, padding=self.padding) if need[0] else None
-        gw = (Conv2dWeightGrad.apply(gy, x, kernel_hw=w.shape[2:], stride=self.stride,
-                                     padding=self.padding) if need[1] else None)
+        if need[0] and need[1] and not autograd.is_grad_enabled():
+            # Both gradients gather the same patches of gy (the input gradient is conv2d(gy, w),
+            # the weight gradient multiplies gy's patches by x): gather them once, as Conv2d
+            # does for its forward and weight gradient. With create_graph the ops below run.
+            gx, patches = kernels.conv2d(gy.data, w.data, self.stride, self.padding,
+                                         keep_patches=True)
+            gw = kernels.conv2d_grad_weight(gy.data, x.data, w.shape[2:], self.stride,
+                                            self.padding, patches=patches)
+            gx, gw = Tensor._wrap(gx), Tensor._wrap(gw)
+        else:
+            gx = Conv2d.apply(gy, w, stride=self.stride, padding=self.padding) if need[0] else None
+            gw = (Conv2dWeightGrad.apply(gy, x, kernel_hw=w.shape[2:], stride=self.stride,
+                                         padding=self.padding) if need[1] else None)
         if len(self.inputs) == 2:
             return gx, gw
         return gx, gw, (_bias_grad(gy) if need[2] else None)

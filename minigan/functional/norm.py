@@ -8,6 +8,7 @@ outside the graph, so the graph never grows from step to step.
 """
 from .. import autograd, backend, kernels
 from ..autograd import Function, Tensor, as_tensor
+from .activation import LeakyReLUGrad, leaky_relu
 from .reduce import mean as _mean
 from .reduce import sum as _sum
 from .shape import reshape
@@ -57,9 +58,56 @@ class BatchNormTrain(Function):
         return (gx,) if w is None else (gx, gw, gb)
 
 
+class BatchNormLeakyReLUTrain(BatchNormTrain):
+    """z = leaky_relu(batch norm with the batch statistics, negative_slope), slope >= 0, in one
+    kernel pass forward and one backward: z is written without the normalised y ever being
+    stored, and the activation's gradient (1 where z > 0, else the slope: z > 0 exactly where
+    y > 0) is applied inside batch norm's backward instead of in a pass of its own."""
+
+    def forward(self, x, weight=None, bias=None, mean=None, invstd=None, eps=1e-5,
+                negative_slope=0.0):
+        self.mean, self.invstd, self.eps, self.slope = mean, invstd, eps, negative_slope
+        self.z = kernels.batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias,
+                                                      negative_slope)
+        return self.z
+
+    def backward(self, gz):
+        x = self.inputs[0]
+        w = self.inputs[1] if len(self.inputs) > 1 else None
+        if autograd.is_grad_enabled():
+            gy = LeakyReLUGrad.apply(gz, x=self.z, negative_slope=self.slope)
+            return self._differentiable_backward(gy, x, w)
+        gx, gw, gb = kernels.batchnorm_leaky_relu_backward(
+            gz.data, self.z, x.data, self.mean, self.invstd, None if w is None else w.data,
+            self.slope)
+        grads = (Tensor._wrap(gx),)
+        if w is not None:
+            grads += (Tensor._wrap(gw), Tensor._wrap(gb))
+        return grads
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
                training=False, momentum=0.1, eps=1e-5):
     """Batch norm of (N, C) or (N, C, H, W) input (``torch.nn.functional.batch_norm``)."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def batch_norm_leaky_relu(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
+                          training=False, momentum=0.1, eps=1e-5, negative_slope=0.0):
+    """``leaky_relu(batch_norm(input, ...), negative_slope)`` (ReLU: slope 0), the same numbers;
+    in training mode with negative_slope >= 0 computed by one fused op (one memory pass each
+    way instead of two), otherwise by the two ops in turn."""
+    slope = float(negative_slope)
+    if training and slope >= 0:
+        return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum,
+                           eps, slope)
+    return leaky_relu(batch_norm(input, running_mean, running_var, weight, bias, training,
+                                 momentum, eps), slope)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training,  # noqa: A002
+                momentum, eps, negative_slope=None):
+    """batch_norm, followed in training mode by a LeakyReLU of that slope when one is given."""
     x = as_tensor(input)
     if x.ndim not in (2, 4):
         raise ValueError(f"batch_norm expects (N, C) or (N, C, H, W) input, got shape {x.shape}")
@@ -95,7 +143,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa
     mean, var = kernels.batchnorm_stats(x.data)
     xp = backend.array_module(x.data)
     invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
-    y = BatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd, eps=eps)
+    if negative_slope is None:
+        y = BatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd, eps=eps)
+    else:
+        y = BatchNormLeakyReLUTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd,
+                                          eps=eps, negative_slope=negative_slope)
     if running_mean is not None:
         running_mean.data *= 1 - momentum
         running_mean.data += (momentum * mean).astype(running_mean.dtype)

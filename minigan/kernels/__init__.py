@@ -18,6 +18,9 @@ Ho = (H + 2*ph - kh)//sh + 1, Wo likewise):
 * ``batchnorm_forward(x, mean, invstd, weight, bias) -> y = (x - mean)*invstd*weight + bias``.
 * ``batchnorm_backward(gy, x, mean, invstd, weight) -> (gx, gweight, gbias)``, training mode.
 * ``leaky_relu(x, slope) -> y``; ``leaky_relu_grad(gy, x, slope) -> gx`` (ReLU is slope 0).
+* ``batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, slope) -> z`` and
+  ``batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight, slope) -> (gx, gw, gb)``:
+  batch norm and a LeakyReLU with slope >= 0 in one pass each way.
 """
 import numpy as np
 
@@ -203,3 +206,49 @@ def leaky_relu_grad(gy, x, negative_slope=0.01):
     if gy.shape != x.shape:
         raise ValueError(f"gy shape {tuple(gy.shape)} differs from x shape {tuple(x.shape)}")
     return _impl(gy, x).leaky_relu_grad(gy, x, float(negative_slope))
+
+
+# --- batch normalisation followed by LeakyReLU, fused ---------------------------------------------
+
+def _check_fusable_slope(negative_slope):
+    slope = float(negative_slope)
+    if not slope >= 0:
+        raise ValueError(f"the fused batchnorm + leaky_relu needs negative_slope >= 0 (its "
+                         f"backward reads the activation's sign from its output), got "
+                         f"{negative_slope}")
+    return slope
+
+
+def batchnorm_leaky_relu_forward(x, mean, invstd, weight=None, bias=None, negative_slope=0.0):
+    """z = leaky_relu(batchnorm_forward(x, mean, invstd, weight, bias), negative_slope) in one
+    pass; negative_slope >= 0 (0 is ReLU)."""
+    slope = _check_fusable_slope(negative_slope)
+    names = ["x", "mean", "invstd"] + [n for n, v in (("weight", weight), ("bias", bias))
+                                       if v is not None]
+    given = [v for v in (x, mean, invstd, weight, bias) if v is not None]
+    arrays = dict(zip(names, _prepare(names, given, [(2, 4)] + [(1,)] * (len(given) - 1))))
+    x = arrays["x"]
+    _check_not_empty(x)
+    _check_channel_vectors(x.shape[1], x.shape, mean=arrays["mean"], invstd=arrays["invstd"],
+                           weight=arrays.get("weight"), bias=arrays.get("bias"))
+    return _impl(x).batchnorm_leaky_relu_forward(x, arrays["mean"], arrays["invstd"],
+                                                 arrays.get("weight"), arrays.get("bias"), slope)
+
+
+def batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight=None, negative_slope=0.0):
+    """(gx, gweight, gbias) of z = leaky_relu(batchnorm(x)) in training mode, from z's gradient
+    gz and the forward's output z (the activation's gradient is 1 where z > 0, else the slope)."""
+    slope = _check_fusable_slope(negative_slope)
+    names = ["gz", "z", "x", "mean", "invstd"] + (["weight"] if weight is not None else [])
+    given = [v for v in (gz, z, x, mean, invstd, weight) if v is not None]
+    arrays = dict(zip(names, _prepare(names, given, [(2, 4)] * 3 + [(1,)] * (len(given) - 3))))
+    gz, z, x = arrays["gz"], arrays["z"], arrays["x"]
+    if gz.shape != x.shape or z.shape != x.shape:
+        raise ValueError(f"gz {tuple(gz.shape)} and z {tuple(z.shape)} must have x's shape "
+                         f"{tuple(x.shape)}")
+    _check_not_empty(x)
+    _check_channel_vectors(x.shape[1], x.shape, mean=arrays["mean"], invstd=arrays["invstd"],
+                           weight=arrays.get("weight"))
+    return _impl(gz, z, x).batchnorm_leaky_relu_backward(gz, z, x, arrays["mean"],
+                                                         arrays["invstd"], arrays.get("weight"),
+                                                         slope)

@@ -1,4 +1,5 @@
-"""Batch normalisation on NumPy arrays: per-channel statistics, forward, training-mode backward.
+"""Batch normalisation on NumPy arrays: per-channel statistics, forward, training-mode backward,
+each optionally followed by a LeakyReLU (ReLU: slope 0) in the same pass.
 
 x is (N, C) or (N, C, H, W); the kernels see it as (N, C, S) with S = H*W (S = 1 for 2-D), so a
 channel is N runs of S contiguous numbers. Reductions take one channel per task, spread over the
@@ -42,8 +43,9 @@ def _stats(x, mean, var, t0, t1):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-def _forward(x, mean, scale, bias, y, t0, t1):
-    """y[n, c, :] = (x[n, c, :] - mean[c]) * scale[c] + bias[c]; one task per (n, c) run."""
+def _forward(x, mean, scale, bias, slope, y, t0, t1):
+    """y[n, c, :] = leaky((x[n, c, :] - mean[c]) * scale[c] + bias[c]) with leaky(v) = v if v > 0
+    else slope * v (slope 1: plain batch norm, exactly); one task per (n, c) run."""
     N, C, S = x.shape
     for t in range(t0, t1):  # t = n*C + c
         n = t // C
@@ -52,13 +54,16 @@ def _forward(x, mean, scale, bias, y, t0, t1):
         a = scale[c]
         b = bias[c]
         for p in range(S):
-            y[n, c, p] = (x[n, c, p] - mu) * a + b
+            v = (x[n, c, p] - mu) * a + b
+            y[n, c, p] = v if v > 0 else v * slope
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-def _backward(gy, x, mean, invstd, weight, gx, gweight, gbias, t0, t1):
-    """Training-mode batchnorm backward, one channel per task (sums, then gx from them while the
-    channel is still in cache). With xhat = (x - mean)*invstd and M = N*S:
+def _backward(gz, z, x, mean, invstd, weight, slope, gx, gweight, gbias, t0, t1):
+    """Training-mode backward of z = leaky(batchnorm(x)), one channel per task (sums, then gx
+    from them while the channel is still in cache). The activation's gradient is taken from its
+    output z (z > 0 exactly where its input is, for slope >= 0): gy = gz if z > 0 else slope*gz
+    (slope 1: plain batch norm, z unused). With xhat = (x - mean)*invstd and M = N*S:
     gbias = sum gy, gweight = sum gy*xhat, gx = weight*invstd * (gy - gbias/M - xhat*gweight/M).
     """
     N, C, S = x.shape
@@ -70,7 +75,7 @@ def _backward(gy, x, mean, invstd, weight, gx, gweight, gbias, t0, t1):
         sgx = 0.0
         for n in range(N):
             for p in range(S):
-                g = gy[n, c, p]
+                g = gz[n, c, p] if z[n, c, p] > 0 else gz[n, c, p] * slope
                 sg += g
                 sgx += g * (x[n, c, p] - mu)
         sgx *= r
@@ -82,7 +87,8 @@ def _backward(gy, x, mean, invstd, weight, gx, gweight, gbias, t0, t1):
         k = a * r * sgx / M
         for n in range(N):
             for p in range(S):
-                gx[n, c, p] = a * gy[n, c, p] - b - (x[n, c, p] - mu) * k
+                g = gz[n, c, p] if z[n, c, p] > 0 else gz[n, c, p] * slope
+                gx[n, c, p] = a * g - b - (x[n, c, p] - mu) * k
 
 
 def _as_ncs(x):
@@ -100,24 +106,35 @@ def batchnorm_stats(x):
 
 def batchnorm_forward(x, mean, invstd, weight, bias):
     """y = (x - mean) * invstd * weight + bias per channel; weight/bias None mean 1/0."""
-    C = x.shape[1]
-    scale = invstd if weight is None else invstd * weight
-    if bias is None:
-        bias = np.zeros(C, x.dtype)
-    y = cpu_memory.empty_like(x)
-    run_tasks(_forward, x.shape[0] * C, x.size, _as_ncs(x), mean, scale.astype(x.dtype), bias,
-              _as_ncs(y))
-    return y
+    return batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, 1.0)
 
 
 def batchnorm_backward(gy, x, mean, invstd, weight):
     """(gx, gweight, gbias) of training-mode batchnorm (mean/invstd taken from this batch)."""
+    return batchnorm_leaky_relu_backward(gy, gy, x, mean, invstd, weight, 1.0)
+
+
+def batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, negative_slope):
+    """z = leaky_relu(batchnorm_forward(x, ...), negative_slope) in one pass over x."""
+    C = x.shape[1]
+    scale = invstd if weight is None else invstd * weight
+    if bias is None:
+        bias = np.zeros(C, x.dtype)
+    z = cpu_memory.empty_like(x)
+    run_tasks(_forward, x.shape[0] * C, x.size, _as_ncs(x), mean, scale.astype(x.dtype), bias,
+              x.dtype.type(negative_slope), _as_ncs(z))
+    return z
+
+
+def batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight, negative_slope):
+    """(gx, gweight, gbias) of z = leaky_relu(batchnorm(x)) in training mode, negative_slope >= 0,
+    from z's gradient gz, z itself and x: the activation's backward folded into batch norm's."""
     C = x.shape[1]
     if weight is None:
         weight = np.ones(C, x.dtype)
     gx = cpu_memory.empty_like(x)
     gweight = np.empty(C, np.float64)
     gbias = np.empty(C, np.float64)
-    run_tasks(_backward, C, x.size, _as_ncs(gy), _as_ncs(x), mean, invstd, weight, _as_ncs(gx),
-              gweight, gbias)
+    run_tasks(_backward, C, x.size, _as_ncs(gz), _as_ncs(z), _as_ncs(x), mean, invstd, weight,
+              x.dtype.type(negative_slope), _as_ncs(gx), gweight, gbias)
     return gx, gweight.astype(x.dtype), gbias.astype(x.dtype)

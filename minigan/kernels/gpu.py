@@ -320,3 +320,18 @@ def leaky_relu_grad(gy, x, negative_slope):
             _grid(x.size), (gpu_sources.BLOCK,),
             (gy, x, gx, x.dtype.type(negative_slope)) + _ints(it, x.size))
     return gx
+
+
+# --- batchnorm + leaky ReLU ----------------------------------------------------------------------
+# On the GPU the two stay separate kernels, called in turn: the fusion was made for the CPU's
+# memory passes, and a fused CUDA kernel is left until it can be measured on a GPU.
+
+def batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, negative_slope):
+    """z = leaky_relu(batchnorm_forward(x, ...), negative_slope)."""
+    return leaky_relu(batchnorm_forward(x, mean, invstd, weight, bias), negative_slope)
+
+
+def batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight, negative_slope):
+    """(gx, gweight, gbias) of z = leaky_relu(batchnorm(x)), negative_slope >= 0: z > 0 exactly
+    where the activation's input is, so its gradient mask is read from z."""
+    return batchnorm_backward(leaky_relu_grad(gz, z, negative_slope), x, mean, invstd, weight)

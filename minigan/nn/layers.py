@@ -138,6 +138,12 @@ class _BatchNorm(Module):
             self.running_mean = self.running_var = None
 
     def forward(self, x):
+        return self.forward_leaky_relu(x, None)
+
+    def forward_leaky_relu(self, x, negative_slope):
+        """forward(x) followed by leaky_relu(., negative_slope) (none when it is None), fused
+        where F.batch_norm_leaky_relu can: what Sequential calls for a batch norm followed by a
+        ReLU or LeakyReLU."""
         if x.ndim not in self.expected_ndim:
             raise ValueError(f"{type(self).__name__} expects a {' or '.join(map(str, self.expected_ndim))}-D "
                              f"input, got shape {x.shape}")
@@ -146,9 +152,11 @@ class _BatchNorm(Module):
         if momentum is None:   # PyTorch's cumulative moving average: batch k weighs 1/k
             momentum = 1.0 / (int(self.num_batches_tracked.data) + 1) \
                 if self.track_running_stats else 0.0
-        y = F.batch_norm(x, self.running_mean if self.track_running_stats else None,
-                         self.running_var if self.track_running_stats else None,
-                         self.weight, self.bias, use_batch_stats, momentum, self.eps)
+        args = (x, self.running_mean if self.track_running_stats else None,
+                self.running_var if self.track_running_stats else None,
+                self.weight, self.bias, use_batch_stats, momentum, self.eps)
+        y = (F.batch_norm(*args) if negative_slope is None
+             else F.batch_norm_leaky_relu(*args, negative_slope=negative_slope))
         # counted only once batch_norm accepted the input: a rejected call changes no state
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
@@ -329,8 +337,16 @@ class Sequential(Module):
             setattr(self, str(i), module)
 
     def forward(self, x):
-        for module in self._modules.values():
-            x = module(x)
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            slope = _fusable_slope(modules[i], modules[i + 1]) if i + 1 < len(modules) else None
+            if slope is None:
+                x = modules[i](x)
+                i += 1
+            else:  # batch norm + its activation in one pass each way (same numbers)
+                x = modules[i].forward_leaky_relu(x, slope)
+                i += 2
         return x
 
     def __getitem__(self, i):
@@ -347,6 +363,18 @@ class Sequential(Module):
         _check_module("Sequential.append", len(self), module)
         setattr(self, str(len(self)), module)
         return self
+
+
+def _fusable_slope(module, after):
+    """The activation slope when ``module`` is a batch norm followed by ``after``, a ReLU or a
+    LeakyReLU with slope >= 0 (neither with a forward of its own subclass), else None."""
+    if not (isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward):
+        return None
+    if type(after) is ReLU:
+        return 0.0
+    if type(after) is LeakyReLU and after.negative_slope >= 0:
+        return float(after.negative_slope)
+    return None
 
 
 class ModuleList(Module):
