@@ -220,6 +220,16 @@ CASES = {
         [F.batch_norm], lambda x, w, b, m, v: F.batch_norm(x, m, v, w, b, training=False),
         lambda r: [normal(r, 3, 2, 3, 3), normal(r, 2, shift=1.0), normal(r, 2),
                    Const(normal(r, 2)), Const(uniform(r, 0.5, 2.0, 2))]),
+    # instance normalisation (the batch-norm kernels on the (1, N*C, H, W) view) and padding
+    "instance_norm_affine": Case(
+        [F.instance_norm], lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+        lambda r: [normal(r, 3, 2, 4, 5, scale=2.0, shift=0.5), normal(r, 2, shift=1.0),
+                   normal(r, 2)]),
+    "pad_reflect": Case([F.pad], lambda x: F.pad(x, (2, 1, 3, 0), "reflect"),
+                        lambda r: [normal(r, 2, 3, 4, 5)]),
+    "pad_replicate_constant": Case(
+        [F.pad], lambda x: F.pad(F.pad(x, (1, 2), "replicate"), (1, 1, 2, 0), value=0.5),
+        lambda r: [normal(r, 2, 3, 4)]),
 }
 
 # functions of minigan.functional tested by a test of their own below instead of a Case
