@@ -230,8 +230,12 @@ class TrainingRun:
     """
 
     def __init__(self, args, models, optimizers, loader, config, stat_names, per_epoch,
-                 images_per_iteration):
+                 images_per_iteration, state=None, static=None):
         self.args, self.models, self.optimizers, self.loader = args, models, optimizers, loader
+        # state: name -> object with get_state() / set_state(s) (e.g. an image pool), saved in
+        # every checkpoint and restored on resume; static: JSON-able facts stored as they are
+        # (e.g. what rebuilds each network)
+        self.state, self.static = dict(state or {}), dict(static or {})
         self.config, self.per_epoch = config, per_epoch
         self.images_per_iteration = images_per_iteration
         self.files = RunDir(args.out)
@@ -243,6 +247,8 @@ class TrainingRun:
             self.step, extra = resume_run(self.files.checkpoint, models, optimizers, loader, config)
             self.history = {name: [float(v) for v in extra["history"][name]]
                             for name in stat_names}
+            for name, obj in self.state.items():
+                obj.set_state(extra["state"][name])
             print(f"resumed {self.files.checkpoint} at iteration {self.step}")
 
     def train(self, one_iteration, shown, save_grid, on_checkpoint=None):
@@ -280,6 +286,9 @@ class TrainingRun:
         """Save the run's state, and append the mean statistics since ``last_saved``."""
         extra = {"config": self.config,
                  "history": {name: np.asarray(v, np.float64) for name, v in self.history.items()}}
+        if self.state:
+            extra["state"] = {name: obj.get_state() for name, obj in self.state.items()}
+        extra.update(self.static)
         save_run(self.files.checkpoint, self.models, self.optimizers, self.step, self.loader, extra)
         record = {"step": self.step, "epoch": self.step / self.per_epoch,
                   **{name: float(np.mean(v[last_saved:self.step]))

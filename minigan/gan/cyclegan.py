@@ -152,12 +152,13 @@ class ImagePool:
     :meth:`query` returns, image by image, the new fake while the pool is filling (storing it);
     once ``pool_size`` images are stored, with probability 1/2 a stored image picked uniformly
     (which the new fake replaces), else the new fake itself. pool_size 0 returns the batch.
-    Draws come from its own generator (``seed``), and :meth:`get_state` captures everything."""
+    Draws come from its own generator (``seed``), and :meth:`get_state` captures everything
+    (:meth:`set_state` puts the stored images back on ``device``)."""
 
-    def __init__(self, pool_size=50, seed=0):
+    def __init__(self, pool_size=50, seed=0, device="cpu"):
         if pool_size < 0:
             raise ValueError(f"pool_size must be >= 0, got {pool_size}")
-        self.pool_size = int(pool_size)
+        self.pool_size, self.device = int(pool_size), device
         self.images = []
         self.rng = np.random.default_rng([seed, 50])
 
@@ -186,12 +187,12 @@ class ImagePool:
         return {"pool_size": self.pool_size, "images": stored,
                 "rng": copy.deepcopy(self.rng.bit_generator.state)}
 
-    def set_state(self, state, device="cpu"):
+    def set_state(self, state):
         if state["pool_size"] != self.pool_size:
             raise ValueError(f"pool state is for pool_size={state['pool_size']}, this pool has "
                              f"{self.pool_size}")
         stored = state["images"]
-        self.images = [] if stored is None else list(backend.to_device(np.asarray(stored), device))
+        self.images = [] if stored is None else list(backend.to_device(np.asarray(stored), self.device))
         self.rng.bit_generator.state = copy.deepcopy(state["rng"])
 
 
@@ -224,7 +225,8 @@ def _set_requires_grad(modules, flag):
 
 class CycleGAN:
     """The four networks, their two Adam optimizers (one over G and F, one over D_X and D_Y, as
-    the paper's code) and the two image pools, with :meth:`train_step`. X is domain A, Y is B."""
+    the paper's code) and the two image pools, with :meth:`train_step`. X is domain A, Y is B.
+    Move the networks to their device first: the pools keep their images where G's weights are."""
 
     def __init__(self, G, F, D_X, D_Y, lr=2e-4, betas=(0.5, 0.999), lambda_cycle=10.0,
                  lambda_identity=0.5, pool_size=50, seed=0):
@@ -233,8 +235,9 @@ class CycleGAN:
         self.lr, self.lambda_cycle, self.lambda_identity = lr, lambda_cycle, lambda_identity
         self.opt_G = Adam(list(G.parameters()) + list(F.parameters()), lr=lr, betas=betas)
         self.opt_D = Adam(list(D_X.parameters()) + list(D_Y.parameters()), lr=lr, betas=betas)
-        self.pool_X = ImagePool(pool_size, 2 * seed)
-        self.pool_Y = ImagePool(pool_size, 2 * seed + 1)
+        device = next(iter(G.parameters())).device
+        self.pool_X = ImagePool(pool_size, 2 * seed, device)
+        self.pool_Y = ImagePool(pool_size, 2 * seed + 1, device)
 
     @property
     def models(self):
