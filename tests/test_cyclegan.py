@@ -160,3 +160,24 @@ def test_train_step_updates_everything_and_keeps_d_out_of_the_generator_step():
         assert all(changed), name
     assert len(model.pool_X.images) == 4 and len(model.pool_Y.images) == 4
     assert all(p.requires_grad for p in D_X.parameters())
+
+
+def test_train_step_on_device_matches_cpu(device):
+    """One step on ``device`` (float32) gives the CPU's losses; the pools keep their images on
+    the device and put them back there from a saved state."""
+    results = {}
+    for where in ("cpu", device):
+        mg.manual_seed(0)
+        nets = [ResnetGenerator(ngf=4, n_blocks=1), ResnetGenerator(ngf=4, n_blocks=1),
+                PatchDiscriminator(ndf=4), PatchDiscriminator(ndf=4)]
+        model = CycleGAN(*[net.to(where) for net in nets], pool_size=2)
+        x = Tensor(_batch(3, shape=(3, 16, 16))).to(where)
+        y = Tensor(_batch(4, shape=(3, 16, 16))).to(where)
+        results[where] = [model.train_step(x, y), model.train_step(x, y)]
+        assert model.pool_X.images[0].__class__ is x.data.__class__
+        state = model.pool_Y.get_state()
+        assert isinstance(state["images"], np.ndarray)
+        model.pool_Y.set_state(state)
+        assert model.pool_Y.images[0].__class__ is x.data.__class__
+    for ours, ref in zip(results[device], results["cpu"]):
+        np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-4)
