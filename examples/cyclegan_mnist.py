@@ -46,7 +46,7 @@ from ._common import TrainingRun, add_common_args, check_args
 
 # The default run: batch 8 for DEFAULT_ITERS iterations (see benchmarks/RESULTS.md, issue 14, for
 # the measured time and metrics).
-DEFAULT_ITERS = 4000
+DEFAULT_ITERS = 3000
 STAT_NAMES = ("loss_g", "loss_gan", "loss_cycle", "loss_identity", "loss_d_x", "loss_d_y")
 GRID_IMAGES = 8
 
