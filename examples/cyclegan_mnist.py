@@ -130,6 +130,26 @@ def save_translation_grid(model, a, b, path, device):
     return io.save_image_grid(rows.reshape((-1,) + a.shape[1:]), path, nrow=6, scale=3)
 
 
+def dark_strokes(domains, n):
+    """bool (n,): held-out B images whose digit is darker than its background (mean luminance
+    of the source digit's stroke pixels below that of its empty pixels); F must invert these."""
+    rgb = domains["test_b"][:n].astype(np.float64)
+    luminance = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
+    digits = domains["test_a"][:n, 0]
+    stroke, empty = digits > 128, digits == 0
+    return np.array([luminance[i][stroke[i]].mean() < luminance[i][empty[i]].mean()
+                     for i in range(len(rgb))])
+
+
+def preservation_by_polarity(predicted, labels, dark):
+    """Identity preservation of the dark-stroke and the light-stroke B images separately."""
+    right = np.asarray(predicted) == np.asarray(labels)
+    return {"identity_preservation_dark_strokes": float(right[dark].mean()) if dark.any() else None,
+            "identity_preservation_light_strokes": float(right[~dark].mean())
+            if (~dark).any() else None,
+            "share_dark_strokes": float(dark.mean())}
+
+
 def translation_metrics(model, domains, n, device):
     """The final numbers (module docstring), and F(held-out B) as grey (N, 1, 28, 28) + labels."""
     from minigan import metrics
@@ -150,6 +170,8 @@ def translation_metrics(model, domains, n, device):
         "fid_b_untranslated": metrics.fid(real_a, b_grey, classifier),
         "n_eval": int(len(labels)), "n_real_a": int(len(real_a)),
     }
+    result.update(preservation_by_polarity(classifier.predict(b_to_a), labels,
+                                           dark_strokes(domains, n)))
     return result, b_to_a, labels
 
 
@@ -228,7 +250,9 @@ def main(argv=None):
               f"untranslated {result['lenet_accuracy_b_untranslated']:.3f}, on real A "
               f"{result['lenet_accuracy_real_a']:.3f}); A->B->A L1 "
               f"{result['reconstruction_l1_a_b_a']:.4f}; FID B->A vs real A "
-              f"{result['fid_b_to_a']:.2f} (B untranslated {result['fid_b_untranslated']:.2f})")
+              f"{result['fid_b_to_a']:.2f} (B untranslated {result['fid_b_untranslated']:.2f}); "
+              f"preservation of dark strokes {result['identity_preservation_dark_strokes']:.3f}, "
+              f"light strokes {result['identity_preservation_light_strokes']:.3f}")
         record.update(result)
     run.finish(record)
     return 0

@@ -27,9 +27,15 @@ def test_short_run_writes_grids_metrics_translations_and_architectures(tmp_path)
     assert -1 <= b_to_a.min() and b_to_a.max() <= 1
     final = io.read_jsonl(os.path.join(out, "metrics.jsonl"))[-1]
     for key in ("identity_preservation", "lenet_accuracy_b_untranslated", "lenet_accuracy_real_a",
-                "reconstruction_l1_a_b_a", "fid_b_to_a", "fid_b_untranslated"):
+                "reconstruction_l1_a_b_a", "fid_b_to_a", "fid_b_untranslated",
+                "identity_preservation_dark_strokes", "identity_preservation_light_strokes"):
         assert np.isfinite(final[key]), key
     assert final["lenet_accuracy_real_a"] > 0.9   # the LeNet reads real digits
+    share = final["share_dark_strokes"]
+    assert 0.2 < share < 0.8   # both polarities are in domain B
+    assert final["identity_preservation"] == pytest.approx(
+        share * final["identity_preservation_dark_strokes"]
+        + (1 - share) * final["identity_preservation_light_strokes"])
     # the checkpoint says how to rebuild each network, for a sampler
     extra = io.load_checkpoint(os.path.join(out, "checkpoint.npz"))["extra"]
     arch = extra["architectures"]

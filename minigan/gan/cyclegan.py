@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import backend, nn
 from ..autograd import Tensor
+from ..optim import Adam
 from .losses import d_loss_least_squares, g_loss_least_squares
 from .train import _check_finite
 
@@ -230,7 +231,6 @@ class CycleGAN:
 
     def __init__(self, G, F, D_X, D_Y, lr=2e-4, betas=(0.5, 0.999), lambda_cycle=10.0,
                  lambda_identity=0.5, pool_size=50, seed=0):
-        from ..optim import Adam
         self.G, self.F, self.D_X, self.D_Y = G, F, D_X, D_Y
         self.lr, self.lambda_cycle, self.lambda_identity = lr, lambda_cycle, lambda_identity
         self.opt_G = Adam(list(G.parameters()) + list(F.parameters()), lr=lr, betas=betas)
