@@ -330,10 +330,14 @@ class TrainingRun:
     """
 
     def __init__(self, args, models, optimizers, loader, config, stat_names, per_epoch,
-                 images_per_iteration, comm=None):
+                 images_per_iteration, comm=None, state=None, static=None):
         self.args, self.models, self.optimizers, self.loader = args, models, optimizers, loader
         self.comm = comm
         self.is_main = is_main(comm)
+        # state: name -> object with get_state() / set_state(s) (e.g. an image pool), saved in
+        # every checkpoint and restored on resume; static: JSON-able facts stored as they are
+        # (e.g. what rebuilds each network)
+        self.state, self.static = dict(state or {}), dict(static or {})
         self.config = config if comm is None else {**config, "ranks": comm.size}
         self.per_epoch = per_epoch
         self.images_per_iteration = images_per_iteration * (1 if comm is None else comm.size)
@@ -354,6 +358,8 @@ class TrainingRun:
                          f"larger --iters or --epochs to continue, or a new --out")
             self.history = {name: [float(v) for v in extra["history"][name]]
                             for name in stat_names}
+            for name, obj in self.state.items():
+                obj.set_state(extra["state"][name])
             if self.is_main:
                 print(f"resumed {self.files.checkpoint} at iteration {self.step}")
 
@@ -436,6 +442,9 @@ class TrainingRun:
             self._sync_buffers()
             if not self.is_main:
                 return
+        if self.state:
+            extra["state"] = {name: obj.get_state() for name, obj in self.state.items()}
+        extra.update(self.static)
         save_run(self.files.checkpoint, self.models, self.optimizers, self.step, self.loader, extra)
         record = {"step": self.step, "epoch": self.step / self.per_epoch,
                   **{name: float(np.mean(v[last_saved:self.step]))

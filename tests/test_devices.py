@@ -251,6 +251,16 @@ CASES = {
         [F.batch_norm_leaky_relu],
         lambda x: F.batch_norm_leaky_relu(x, None, None, training=True),
         lambda r: [normal(r, 6, 3, scale=1.5)]),
+    # instance normalisation (the batch-norm kernels on the (1, N*C, H, W) view) and padding
+    "instance_norm_affine": Case(
+        [F.instance_norm], lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+        lambda r: [normal(r, 3, 2, 4, 5, scale=2.0, shift=0.5), normal(r, 2, shift=1.0),
+                   normal(r, 2)]),
+    "pad_reflect": Case([F.pad], lambda x: F.pad(x, (2, 1, 3, 0), "reflect"),
+                        lambda r: [normal(r, 2, 3, 4, 5)]),
+    "pad_replicate_constant": Case(
+        [F.pad], lambda x: F.pad(F.pad(x, (1, 2), "replicate"), (1, 1, 2, 0), value=0.5),
+        lambda r: [normal(r, 2, 3, 4)]),
 }
 
 # functions of minigan.functional tested by a test of their own below instead of a Case

@@ -1,7 +1,7 @@
 """Differentiable functions, imported by users as ``F`` like ``torch.nn.functional``.
 
 Each op is a ``Function`` with its forward (raw arrays) beside its backward (Tensor ops):
-elementwise.py, reduce.py, shape.py, linalg.py, activation.py, loss.py, conv.py, norm.py.
+elementwise.py, reduce.py, shape.py, linalg.py, activation.py, loss.py, conv.py, norm.py, pad.py.
 """
 from . import methods as _methods  # noqa: F401 - attaches operators to Tensor
 from .activation import (dropout, leaky_relu, log_sigmoid, log_softmax, relu, sigmoid, softmax,
@@ -14,7 +14,8 @@ from .reduce import max, mean, min, std, sum, var
 from .shape import (broadcast_to, cat, concat, flatten, getitem, permute, reshape, squeeze, stack,
                     sum_to, transpose, unsqueeze)
 from .conv import conv2d, conv_transpose2d
-from .norm import batch_norm
+from .norm import batch_norm, instance_norm
 from .norm import sync_batch_norm
 from .collective import all_reduce_sum
 from .norm import batch_norm_leaky_relu
+from .pad import pad

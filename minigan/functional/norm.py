@@ -286,3 +286,60 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,  #
         running_var.data += (momentum * var * count / (count - 1)).astype(running_var.dtype)
         running_var._bump_version()
     return y
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,  # noqa: A002
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Instance norm of (N, C, H, W) input (``torch.nn.functional.instance_norm``):
+
+        y[n, c] = (x[n, c] - mean[n, c]) / sqrt(var[n, c] + eps) * weight[c] + bias[c]
+
+    with the mean and biased variance of each image's channel over (H, W). That is batch norm of
+    the same values viewed as (1, N*C, H, W), so the batch-norm kernels (CPU and GPU) and their
+    fused and differentiable backwards do the work; the affine (C,) is applied per channel after.
+    running_mean / running_var, when given, are updated with the batch's average of the
+    per-instance statistics (the variance unbiased, as batch norm does); ``use_input_stats=False``
+    normalises with them instead.
+    """
+    x = as_tensor(input)
+    if x.ndim != 4:
+        raise ValueError(f"instance_norm expects (N, C, H, W) input, got shape {x.shape}")
+    n, channels, h, w = x.shape
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        if t is not None and tuple(t.shape) != (channels,):
+            raise ValueError(f"instance_norm: {name} has shape {tuple(t.shape)} but the input "
+                             f"has {channels} channels")
+    if (weight is None) != (bias is None):
+        raise ValueError("instance_norm: pass both weight and bias, or neither")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("instance_norm: pass both running_mean and running_var, or neither")
+    if not use_input_stats:
+        if running_mean is None:
+            raise ValueError("instance_norm with use_input_stats=False needs running_mean and "
+                             "running_var")
+        return batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=eps)
+    if x.dtype.kind != "f":
+        raise TypeError(f"instance_norm: input must be float32 or float64, got dtype {x.dtype}")
+    if h * w <= 1:
+        raise ValueError(f"instance_norm needs more than one value per channel, got input shape "
+                         f"{x.shape}")
+    flat = reshape(x, (1, n * channels, h, w))
+    mean, var = kernels.batchnorm_stats(flat.data)
+    xp = backend.array_module(x.data)
+    if running_mean is not None:
+        count = h * w
+        running_mean.data *= 1 - momentum
+        running_mean.data += (momentum * mean.reshape(n, channels).mean(axis=0)).astype(
+            running_mean.dtype)
+        unbiased = var.reshape(n, channels).mean(axis=0) * count / (count - 1)
+        running_var.data *= 1 - momentum
+        running_var.data += (momentum * unbiased).astype(running_var.dtype)
+        running_mean._bump_version()
+        running_var._bump_version()
+    invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+    y = reshape(BatchNormTrain.apply(flat, mean=mean.astype(x.dtype), invstd=invstd, eps=eps),
+                x.shape)
+    if weight is None:
+        return y
+    return y * _per_channel(weight, x) + _per_channel(bias, x)

@@ -7,6 +7,7 @@
     conditional.py  conditional DCGAN (labels joined to z and to D's input), label accuracy
     mlp.py          small MLP generators and discriminators
     toy2d.py        the 2-D mixture benchmark's training loop (PacGAN's protocol)
+    cyclegan.py     CycleGAN: ResNet generators, PatchGAN discriminators, image pool, one step
 """
 from .conditional import (ConditionalDiscriminator, ConditionalGenerator, LabelAccuracy,
                           conditional_train_step, one_hot,
@@ -14,6 +15,9 @@ from .conditional import (ConditionalDiscriminator, ConditionalGenerator, LabelA
 from .losses import (clip_weights_, d_loss_minimax, discriminator_loss, g_loss_minimax,
                      g_loss_nonsaturating, gradient_penalty, pack, wasserstein_critic_loss,
                      wasserstein_generator_loss)
+from .losses import d_loss_least_squares, g_loss_least_squares
+from .cyclegan import (CycleGAN, CycleGANStats, ImagePool, PatchDiscriminator, ResnetBlock,
+                       ResnetGenerator, linear_decay)
 from .mlp import mlp, mlp_discriminator, mlp_generator
 from .models import Discriminator, Generator, dcgan_init_, make_dcgan
 from .train import (NonFiniteLossError, StepStats, generate, restore_run_state, run_state,

@@ -78,6 +78,19 @@ def wasserstein_generator_loss(fake_scores):
     return -as_tensor(fake_scores).mean()
 
 
+def d_loss_least_squares(real_scores, fake_scores):
+    """The least-squares (LSGAN, Mao et al. 2017) discriminator loss with targets 1 and 0, halved
+    as CycleGAN optimises it: L_D = 0.5 * (E_x[(D(x) - 1)^2] + E_z[D(G(z))^2]). Scores of any
+    shape (a PatchGAN's (N, 1, h, w) included): the means run over every score."""
+    real, fake = as_tensor(real_scores), as_tensor(fake_scores)
+    return 0.5 * (((real - 1) ** 2).mean() + (fake ** 2).mean())
+
+
+def g_loss_least_squares(fake_scores):
+    """The least-squares generator loss: L_G = E_z[(D(G(z)) - 1)^2]."""
+    return ((as_tensor(fake_scores) - 1) ** 2).mean()
+
+
 def _generator(rng, device):
     if rng is None:
         return backend.rng(device)

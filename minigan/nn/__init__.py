@@ -5,3 +5,5 @@ from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout,
                      Softplus, Tanh, Unflatten)
 from .layers import SyncBatchNorm
 from .module import Module, Parameter
+from .instancenorm import InstanceNorm2d
+from .padding import ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d
