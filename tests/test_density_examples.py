@@ -94,3 +94,30 @@ def test_pixelcnn_default_run_reaches_90_nats(tmp_path):
     out = tmp_path / "pixelcnn"
     assert pixelcnn_mnist.main(["--bundled", "--no-progress", "--out", str(out)]) == 0
     assert final_record(out)[-1]["heldout_nll"] <= 90.0
+
+
+# --- devices ---------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(mg.backend.cupy_available(), reason="CuPy and a GPU are present")
+@pytest.mark.parametrize("example", [vae_mnist, pixelcnn_mnist])
+def test_device_cuda_without_a_gpu_stops_before_loading_data(example, monkeypatch, tmp_path):
+    from examples import _common
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data were loaded")
+    monkeypatch.setattr(example, "load_split", no_data)
+    with pytest.raises(SystemExit, match="--device cuda needs CuPy") as stopped:
+        example.main(["--device", "cuda", "--out", str(tmp_path / "run")])
+    assert str(stopped.value) == _common.DEVICE_MISSING
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mg.backend.cupy_available(), reason="no CUDA device (CuPy missing or no GPU)")
+def test_tiny_runs_on_the_gpu(tmp_path):
+    assert vae_mnist.main(TINY_VAE + ["--iters", "2", "--device", "cuda",
+                                      "--out", str(tmp_path / "vae")]) == 0
+    assert pixelcnn_mnist.main(TINY_PIXELCNN + ["--iters", "2", "--device", "cuda",
+                                                "--out", str(tmp_path / "pixelcnn")]) == 0
+    for out in ("vae", "pixelcnn"):
+        assert final_record(tmp_path / out)[-1]["step"] == 2

@@ -174,3 +174,18 @@ def test_sampling_conditions_on_the_pixels_already_drawn():
     model.output[3].bias.data[...] = -20.0
     x = model.sample(6, shape=(3, 5), rng=np.random.default_rng(0))
     np.testing.assert_array_equal(x[:, 0, :, 1:], x[:, 0, :, :1].repeat(4, axis=2))
+
+
+# --- devices ---------------------------------------------------------------------------------------
+def test_nll_and_sampling_on_each_device_match_the_cpu(device):
+    model = PixelCNN(h=2, layers=1)
+    x = binary((3, 1, 10, 10)).astype(np.float32)
+    cpu_nll = model.nll(mg.tensor(x)).data
+    cpu_samples = model.sample(3, shape=(6, 6), rng=np.random.default_rng(4))
+    model.to(device)
+    on_device = model.nll(mg.tensor(mg.backend.to_device(x, device))).data
+    np.testing.assert_allclose(mg.backend.as_numpy(on_device), cpu_nll, rtol=1e-4)
+    samples = model.sample(3, shape=(6, 6), device=device, rng=np.random.default_rng(4))
+    assert mg.backend.device_of(samples) == mg.backend.normalize_device(device)
+    # the same uniforms: only a logit within rounding of a threshold could flip a pixel
+    assert np.mean(mg.backend.as_numpy(samples) == cpu_samples) > 0.95
