@@ -121,3 +121,37 @@ def test_tiny_runs_on_the_gpu(tmp_path):
                                                 "--out", str(tmp_path / "pixelcnn")]) == 0
     for out in ("vae", "pixelcnn"):
         assert final_record(tmp_path / out)[-1]["step"] == 2
+
+
+# --- the comparison benchmark ------------------------------------------------------------------------
+
+def test_bench_generative_compares_three_tiny_runs(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from examples import dcgan_mnist
+    runs = {name: tmp_path / name for name in ("dcgan", "vae", "pixelcnn")}
+    assert dcgan_mnist.main(["--bundled", "--no-progress", "--iters", "2", "--ngf", "2", "--ndf",
+                             "2", "--no-metrics", "--out", str(runs["dcgan"])]) == 0
+    assert vae_mnist.main(TINY_VAE + ["--iters", "2", "--no-metrics", "--out", str(runs["vae"])]) == 0
+    assert pixelcnn_mnist.main(TINY_PIXELCNN + ["--iters", "2", "--no-metrics",
+                                                "--out", str(runs["pixelcnn"])]) == 0
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, os.path.join(root, "benchmarks", "bench_generative.py"), "--n", "8",
+         "--repeat", "1", "--no-torch", "--picture", str(tmp_path / "side_by_side.png")]
+        + [arg for name, out in runs.items() for arg in (f"--{name}", str(out))],
+        capture_output=True, text=True, cwd=root, timeout=600,
+        env=dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = last["results"]
+    assert last["benchmark"] == "generative" and last["n"] == 8
+    assert [rows[m]["iterations"] for m in ("DCGAN", "VAE", "PixelCNN")] == [2, 2, 2]
+    assert 400 < rows["PixelCNN"]["nats"] < 1000 and 400 < rows["VAE"]["nats"] < 1000
+    assert all(rows[m]["fid"] > 0 and rows[m]["draw_per_image_s"] > 0 for m in rows
+               if not m.startswith("real"))
+    assert rows["real digits (grey)"]["fid"] < rows["PixelCNN"]["fid"]   # real beats untrained
+    assert (tmp_path / "side_by_side.png").is_file()
+    assert "DCGAN | VAE | PixelCNN" in done.stdout
