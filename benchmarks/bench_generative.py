@@ -105,7 +105,7 @@ def drawers(G, vae, pixelcnn, seed):
     return {"DCGAN": dcgan, "VAE": vae_draw, "PixelCNN": pixelcnn_draw}
 
 
-# --- one training iteration, minigan and PyTorch ---------------------------------------------------
+# --- one training iteration, minigan and PyTorch --------------------------------------------------
 
 def torch_models(torch):
     """PyTorch twins of minigan's VAE and PixelCNN, with the same parameter names."""
@@ -237,7 +237,7 @@ def cpu_ms(fn, repeat):
     return float(np.median(times)) * 1e3
 
 
-# --- the report ------------------------------------------------------------------------------------
+# --- the report -----------------------------------------------------------------------------------
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -1,4 +1,4 @@
-"""Train a convolutional VAE on binarised MNIST digits with minigan (CPU, or a GPU with --device cuda).
+"""Train a convolutional VAE on binarised MNIST digits with minigan (CPU, or GPU: --device cuda).
 
     python -m examples.vae_mnist                       # the default run
     python -m examples.vae_mnist --resume              # continue the run in --out
@@ -156,8 +156,8 @@ def main(argv=None):
     save_reconstructions(vae, heldout, run.files.path("reconstructions.png"), device)
     save_interpolation(vae, heldout, run.files.interpolation, device)
     if run.history["loss"]:
-        io.plot_curves({"-ELBO": run.history["loss"], "reconstruction": run.history["reconstruction"],
-                        "KL": run.history["kl"]}, run.files.losses, title="VAE on binarised MNIST",
+        io.plot_curves({"-ELBO": run.history["loss"], "KL": run.history["kl"],
+                        "reconstruction": run.history["reconstruction"]}, run.files.losses, title="VAE on binarised MNIST",
                        xlabel="iteration", ylabel="nats per image")
     final = heldout_negative_elbo(vae, heldout_device)
     print(f"held-out negative ELBO {final['neg_elbo']:.2f} nats per image (reconstruction "

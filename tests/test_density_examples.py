@@ -96,7 +96,7 @@ def test_pixelcnn_default_run_reaches_90_nats(tmp_path):
     assert final_record(out)[-1]["heldout_nll"] <= 90.0
 
 
-# --- devices ---------------------------------------------------------------------------------------
+# --- devices --------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(mg.backend.cupy_available(), reason="CuPy and a GPU are present")
 @pytest.mark.parametrize("example", [vae_mnist, pixelcnn_mnist])
@@ -113,7 +113,8 @@ def test_device_cuda_without_a_gpu_stops_before_loading_data(example, monkeypatc
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not mg.backend.cupy_available(), reason="no CUDA device (CuPy missing or no GPU)")
+@pytest.mark.skipif(not mg.backend.cupy_available(),
+                    reason="no CUDA device (CuPy missing or no GPU)")
 def test_tiny_runs_on_the_gpu(tmp_path):
     assert vae_mnist.main(TINY_VAE + ["--iters", "2", "--device", "cuda",
                                       "--out", str(tmp_path / "vae")]) == 0
@@ -123,7 +124,7 @@ def test_tiny_runs_on_the_gpu(tmp_path):
         assert final_record(tmp_path / out)[-1]["step"] == 2
 
 
-# --- the comparison benchmark ------------------------------------------------------------------------
+# --- the comparison benchmark ---------------------------------------------------------------------
 
 def test_bench_generative_compares_three_tiny_runs(tmp_path):
     import json
@@ -134,7 +135,8 @@ def test_bench_generative_compares_three_tiny_runs(tmp_path):
     runs = {name: tmp_path / name for name in ("dcgan", "vae", "pixelcnn")}
     assert dcgan_mnist.main(["--bundled", "--no-progress", "--iters", "2", "--ngf", "2", "--ndf",
                              "2", "--no-metrics", "--out", str(runs["dcgan"])]) == 0
-    assert vae_mnist.main(TINY_VAE + ["--iters", "2", "--no-metrics", "--out", str(runs["vae"])]) == 0
+    assert vae_mnist.main(TINY_VAE + ["--iters", "2", "--no-metrics",
+                                      "--out", str(runs["vae"])]) == 0
     assert pixelcnn_mnist.main(TINY_PIXELCNN + ["--iters", "2", "--no-metrics",
                                                 "--out", str(runs["pixelcnn"])]) == 0
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

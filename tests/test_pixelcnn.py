@@ -176,7 +176,7 @@ def test_sampling_conditions_on_the_pixels_already_drawn():
     np.testing.assert_array_equal(x[:, 0, :, 1:], x[:, 0, :, :1].repeat(4, axis=2))
 
 
-# --- devices ---------------------------------------------------------------------------------------
+# --- devices --------------------------------------------------------------------------------------
 def test_nll_and_sampling_on_each_device_match_the_cpu(device):
     model = PixelCNN(h=2, layers=1)
     x = binary((3, 1, 10, 10)).astype(np.float32)

@@ -12,7 +12,8 @@ def binarize(images, threshold=THRESHOLD, dtype=np.float32):
     if images.dtype != np.uint8:
         raise TypeError(f"binarize expects uint8 pixels, got dtype {images.dtype}")
     if images.ndim not in (3, 4):
-        raise ValueError(f"binarize expects (N, H, W) or (N, C, H, W) images, got shape {images.shape}")
+        raise ValueError(f"binarize expects (N, H, W) or (N, C, H, W) images, got shape "
+                         f"{images.shape}")
     if images.ndim == 3:
         images = images[:, None]
     return (images >= threshold).astype(dtype)

@@ -1,11 +1,11 @@
 """A convolutional variational autoencoder (Kingma & Welling 2014) for 28x28 binary images.
 
-    Encoder  x (N, 1, 28, 28) -> Conv(1, d, 4, 2, 1) LeakyReLU(0.2)              -> (N, d, 14, 14)
-                                 Conv(d, 2d, 4, 2, 1) BN LeakyReLU(0.2)           -> (N, 2d, 7, 7)
-                                 Conv(2d, 2 nz, 7, 1, 0)                          -> mu, log sigma^2
-    Decoder  z (N, nz)        -> ConvT(nz, 4g, 7, 1, 0) BN ReLU                   -> (N, 4g, 7, 7)
-                                 ConvT(4g, 2g, 4, 2, 1) BN ReLU                   -> (N, 2g, 14, 14)
-                                 ConvT(2g, 1, 4, 2, 1)                            -> logits (N, 1, 28, 28)
+    Encoder  x (N, 1, 28, 28) -> Conv(1, d, 4, 2, 1) LeakyReLU(0.2)       -> (N, d, 14, 14)
+                                 Conv(d, 2d, 4, 2, 1) BN LeakyReLU(0.2)    -> (N, 2d, 7, 7)
+                                 Conv(2d, 2 nz, 7, 1, 0)                   -> mu, log sigma^2
+    Decoder  z (N, nz)        -> ConvT(nz, 4g, 7, 1, 0) BN ReLU            -> (N, 4g, 7, 7)
+                                 ConvT(4g, 2g, 4, 2, 1) BN ReLU            -> (N, 2g, 14, 14)
+                                 ConvT(2g, 1, 4, 2, 1)                     -> logits (N, 1, 28, 28)
 
 The encoder is the DCGAN discriminator's trunk (:mod:`minigan.gan.models`) with 2 nz outputs in
 place of one logit, the decoder the DCGAN generator with Bernoulli logits in place of tanh:
@@ -46,7 +46,8 @@ class Encoder(nn.Module):
 
     def forward(self, x):
         if x.ndim != 4 or x.shape[1:] != (self.nc, 28, 28):
-            raise ValueError(f"Encoder expects images of shape (N, {self.nc}, 28, 28), got {x.shape}")
+            raise ValueError(f"Encoder expects images of shape (N, {self.nc}, 28, 28), "
+                             f"got {x.shape}")
         h = F.reshape(self.net(x), (x.shape[0], 2 * self.nz))
         return h[:, :self.nz], h[:, self.nz:]
 
