@@ -34,8 +34,9 @@ from minigan.gan.train import NonFiniteLossError
 from ._common import TrainingRun, add_run_args, check_args, load_split, score_samples
 
 # Iterations of the default run (21 epochs of the bundled 4,500 digits). An iteration at batch 64
-# costs about 0.23 s of CPU time single-threaded with h = 16, 5 blocks; see benchmarks/RESULTS.md
-# for the held-out NLL it reaches and the wall time.
+# costs about 0.23-0.3 s of CPU time with h = 16, 5 blocks, so 1,500 are about 450 CPU seconds.
+# The held-out NLL passes 90 nats after 140 iterations and is 78.5 at 420 (benchmarks/RESULTS.md,
+# issue 15); the width is small so that drawing the samples stays cheap (784 passes each).
 DEFAULT_ITERS = 1500
 STAT_NAMES = ("nll",)
 GRID_EVERY = 5      # epochs between sample grids: drawing one costs 784 forward passes

@@ -36,8 +36,9 @@ from ._common import (INTERPOLATION_STEPS, TrainingRun, add_common_args, check_a
                       load_split, score_samples)
 
 # Iterations of the default run (28 epochs of the bundled 4,500 digits). An iteration at batch 64
-# costs about 0.17 s of CPU time single-threaded (the GAN's: 0.26 s), so the default run is a few
-# minutes on 2 idle cores; see benchmarks/RESULTS.md for the held-out -ELBO it reaches.
+# costs about 0.17-0.2 s of CPU time (the DCGAN's: 0.26 s), so 2,000 are about 400 CPU seconds.
+# The held-out -ELBO passes 105 nats after 350 iterations and is 98.2 at 840 (benchmarks/
+# RESULTS.md, issue 15); the rest of the run is margin (and some overfitting of 4,500 digits).
 DEFAULT_ITERS = 2000
 STAT_NAMES = ("loss", "reconstruction", "kl")
 
