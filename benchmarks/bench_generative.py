@@ -16,7 +16,8 @@ metrics.jsonl, so training happens once, in the examples. For each model it prin
     FID (LeNet features, against the held-out digits) and classifier score of --n samples; for
       the two binary models also the FID against the binarised held-out digits, and the FIDs of
       real training digits (grey and binarised) as the floors to read them against
-    the held-out negative ELBO (VAE) or exact NLL (PixelCNN), nats per image and bits per pixel
+    the held-out negative ELBO (VAE) or exact NLL (PixelCNN), nats per image and bits per pixel,
+      and the VAE's importance-weighted bound on its NLL (Burda et al. 2016, --iw-samples)
     the time to draw one image: alone (batch 1) and within the batch of --n
 
 and writes a picture: 8 x 8 samples of each model side by side (--picture). Last line: JSON.
@@ -33,8 +34,8 @@ from _common import REPO, import_torch, json_line, print_blas_info, time_interle
 import minigan as mg  # _common made a checkout's minigan importable
 from minigan import backend, io, metrics, optim
 from minigan.data import load_bundled
-from minigan.density import (VAE, PixelCNN, binarize, decode_mean, heldout_negative_elbo,
-                             heldout_nll, nats_to_bits_per_dim)
+from minigan.density import (VAE, PixelCNN, binarize, decode_mean, heldout_importance_nll,
+                             heldout_negative_elbo, heldout_nll, nats_to_bits_per_dim)
 from minigan.gan.models import make_dcgan
 from minigan.gan.train import generate
 
@@ -249,6 +250,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=5, help="timed training iterations")
     parser.add_argument("--picture", default=os.path.join(runs, "generative_samples.png"))
+    parser.add_argument("--iw-samples", type=int, default=50,
+                        help="posterior samples per digit for the VAE's importance-weighted NLL")
     parser.add_argument("--no-torch", action="store_true")
     args = parser.parse_args(argv)
 
@@ -268,7 +271,10 @@ def main(argv=None):
             "VAE": {"iterations": vae_step, "train_s": vae_s},
             "PixelCNN": {"iterations": pc_step, "train_s": pc_s}}
     vae_heldout = heldout_negative_elbo(vae, test_bin)
-    rows["VAE"].update(nats=vae_heldout["neg_elbo"], what="-ELBO")
+    rows["VAE"].update(nats=vae_heldout["neg_elbo"], what="-ELBO",
+                       iw_nats=heldout_importance_nll(vae, test_bin, k=args.iw_samples))
+    print(f"VAE held-out -ELBO {vae_heldout['neg_elbo']:.2f}, importance-weighted NLL bound "
+          f"(k = {args.iw_samples}) {rows['VAE']['iw_nats']:.2f} nats", flush=True)
     pc_heldout = heldout_nll(pixelcnn, test_bin)
     rows["PixelCNN"].update(nats=pc_heldout["nll"], what="NLL")
     for name in ("VAE", "PixelCNN"):

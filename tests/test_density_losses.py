@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import minigan as mg
 from minigan import nn
 from minigan.density import (VAE, Decoder, bernoulli_nll, binarize, decode_mean,
+                             heldout_importance_nll,
                              decoder_from_spec, gaussian_kl, heldout_negative_elbo,
                              nats_to_bits_per_dim, negative_elbo, reparameterize)
 from minigan.testing import gradcheck, gradgradcheck
@@ -200,3 +201,21 @@ def test_binarize():
     np.testing.assert_array_equal(binarize(images), [[[[0, 0], [1, 1]]]])
     with pytest.raises(TypeError, match="uint8"):
         binarize(images.astype(np.float32))
+
+
+def test_importance_weighted_nll_of_a_half_decoder_tends_to_784_log_2():
+    # p(x | z) = 2^-784 for every z, so p(x) = 2^-784 exactly; the bound's excess over it is
+    # -log mean_i p(z_i) / q(z_i | x), which shrinks as k grows, while -ELBO stays 784 log 2 + KL
+    mg.set_default_dtype(np.float64)
+    vae = VAE(nz=2, ngf=2, ndf=2)
+    last = vae.decoder.net[-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    vae.encoder.net[-1].bias.data[...] = [1.0, -1.0, 0.5, -0.5]   # a posterior away from N(0, I)
+    x = (np.random.default_rng(4).random((6, 1, 28, 28)) < 0.5).astype(np.float64)
+    elbo = heldout_negative_elbo(vae, x)
+    one = heldout_importance_nll(vae, x, k=1, batch_size=4)
+    many = heldout_importance_nll(vae, x, k=400, batch_size=4)
+    assert elbo["neg_elbo"] - LOG2_784 == pytest.approx(elbo["kl"]) and elbo["kl"] > 0.5
+    assert one == pytest.approx(elbo["neg_elbo"], abs=elbo["kl"])   # k = 1: an ELBO sample
+    assert LOG2_784 - 0.02 < many < LOG2_784 + 0.1 * elbo["kl"] < one

@@ -10,4 +10,4 @@ from .losses import (bernoulli_nll, gaussian_kl, nats_to_bits_per_dim, negative_
                      reparameterize)
 from .pixelcnn import PixelCNN, ResidualBlock, heldout_nll
 from .vae import (VAE, Decoder, Encoder, VAELoss, VAEOutput, decode_mean, decoder_from_spec,
-                  heldout_negative_elbo)
+                  heldout_importance_nll, heldout_negative_elbo)
