@@ -152,6 +152,7 @@ def test_bench_generative_compares_three_tiny_runs(tmp_path):
     assert last["benchmark"] == "generative" and last["n"] == 8
     assert [rows[m]["iterations"] for m in ("DCGAN", "VAE", "PixelCNN")] == [2, 2, 2]
     assert 400 < rows["PixelCNN"]["nats"] < 1000 and 400 < rows["VAE"]["nats"] < 1000
+    assert rows["VAE"]["iw_nats"] < rows["VAE"]["nats"]   # the tighter bound
     assert all(rows[m]["fid"] > 0 and rows[m]["draw_per_image_s"] > 0 for m in rows
                if not m.startswith("real"))
     assert rows["real digits (grey)"]["fid"] < rows["PixelCNN"]["fid"]   # real beats untrained
