@@ -57,11 +57,13 @@ def seed_arg(text):
     return value
 
 
-def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example", width=64,
-                    lr_help="Adam's learning rate, G and D"):
-    """The flags every image-GAN example takes, with this example's defaults (``width``: ngf and
-    ndf). The default length is ``iters`` iterations, not epochs, so a default run takes the same
-    time whether it finds the bundled 4,500 training digits or full MNIST's 60,000."""
+def add_run_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example",
+                 lr_help="Adam's learning rate"):
+    """The flags of every example that trains an image model with :class:`TrainingRun` (GAN or
+    not): length, batch, learning rate, seed, device, run folder, resume, data, progress,
+    checkpoint interval, metrics. The default length is ``iters`` iterations, not epochs, so a
+    default run takes the same time whether it finds the bundled 4,500 training digits or full
+    MNIST's 60,000."""
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"passes over the training set (default: {iters} iterations)")
     parser.add_argument("--iters", type=int, default=None,
@@ -83,16 +85,24 @@ def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example", w
                         help="train on the bundled 5,000-digit MNIST subset even where full "
                              "MNIST can be found (no download attempt)")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines, no bar")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="iterations between checkpoints (default: one epoch)")
+    parser.add_argument("--no-metrics", action="store_true",
+                        help="skip the final metrics (FID, classifier score)")
+    return parser
+
+
+def add_common_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example", width=64,
+                    lr_help="Adam's learning rate, G and D"):
+    """The flags every image-GAN example takes (:func:`add_run_args` and the noise size and
+    widths), with this example's defaults (``width``: ngf and ndf)."""
+    add_run_args(parser, iters, batch_size, lr, out, lr_help)
     parser.add_argument("--nz", type=int, default=100, help="noise dimension")
     parser.add_argument("--ngf", type=int, default=width,
                         help="generator width: its layers have 4*ngf and 2*ngf channels")
     parser.add_argument("--ndf", type=int, default=width,
                         help="discriminator (critic) width: its layers have ndf and 2*ndf "
                              "channels")
-    parser.add_argument("--checkpoint-every", type=int, default=0,
-                        help="iterations between checkpoints (default: one epoch)")
-    parser.add_argument("--no-metrics", action="store_true",
-                        help="skip the final metrics (FID, classifier score)")
     return parser
 
 
@@ -175,18 +185,24 @@ def total_iterations(args, batches_per_epoch):
     return args.default_iters
 
 
-def load_training_images(args):
-    """Training images as float32 (N, 1, 28, 28) in [-1, 1], and a one-line description."""
+def load_split(args, split="train"):
+    """The --bundled / --dataset / --data-dir images of ``split`` ("train" or "test") as uint8
+    (N, 28, 28), and a one-line description of where they came from."""
     if args.bundled:
         if args.dataset != "mnist":
             sys.exit("--bundled is MNIST digits; it cannot be combined with --dataset "
                      f"{args.dataset}")
-        images, _ = load_bundled("train")
-        where = "bundled 5,000-digit MNIST subset"
-    else:
-        split = load_mnist("train", dataset=args.dataset, data_dir=args.data_dir)
-        images, where = split.images, f"{args.dataset} ({split.source['source']})"
-    return to_unit_range(images), f"{len(images)} training images from {where}"
+        images, _ = load_bundled(split)
+        return images, f"{len(images)} {split} images from the bundled 5,000-digit MNIST subset"
+    found = load_mnist(split, dataset=args.dataset, data_dir=args.data_dir)
+    return found.images, f"{len(found.images)} {split} images from {args.dataset} " \
+                         f"({found.source['source']})"
+
+
+def load_training_images(args):
+    """Training images as float32 (N, 1, 28, 28) in [-1, 1], and a one-line description."""
+    images, described = load_split(args, "train")
+    return to_unit_range(images), described.replace("train images", "training images")
 
 
 def check_args(args):
@@ -195,7 +211,7 @@ def check_args(args):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             sys.exit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("iters", "nz", "ngf", "ndf"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
+        if getattr(args, name, None) is not None and getattr(args, name) < 1:
             sys.exit(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.checkpoint_every < 0:
         sys.exit(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
@@ -321,7 +337,9 @@ class TrainingRun:
     at every epoch's end and a checkpoint (with a metrics record of the mean statistics since the
     last one) every ``--checkpoint-every`` iterations, one epoch by default, and at the end.
     ``per_epoch``: iterations per epoch; ``images_per_iteration``: real images one iteration
-    uses (for images/s), on one rank.
+    uses (for images/s), on one rank. ``static``: JSON-able facts stored as they are in every
+    checkpoint's ``extra`` (e.g. what a sampler needs to rebuild a model); ``state``: objects
+    with get_state() / set_state(s) saved and restored with the run (e.g. an image pool).
 
     With ``comm`` (a distributed run, see :func:`distribute`): the statistics are averaged over
     the ranks every iteration; rank 0 alone prints, draws and writes; a checkpoint also holds
@@ -512,18 +530,26 @@ def save_final_pictures(run, G, z_grid, args, device):
 def final_metrics(G, args, device, n=2000):
     """FID against real held-out digits, classifier score and class shares of n samples, when
     ``minigan.metrics`` is available (and the data are digits); otherwise a note and {}."""
-    if args.dataset != "mnist":
-        print(f"note: the metrics look through an MNIST digit classifier; skipped for {args.dataset}")
+    samples = None   # drawn only where they can be scored
+    if args.dataset == "mnist":
+        z = np.random.default_rng([args.seed, 3]).standard_normal((n, args.nz)).astype(np.float32)
+        samples = backend.as_numpy(generate(G, mg.Tensor(backend.to_device(z, device))))
+    return score_samples(samples, args.dataset)
+
+
+def score_samples(samples, dataset="mnist", value_range=(-1.0, 1.0)):
+    """:func:`final_metrics` for given samples (N, 1, 28, 28) with pixels in ``value_range``:
+    the metrics' dict (printed), or a note and {} where they cannot be computed."""
+    if dataset != "mnist":
+        print(f"note: the metrics look through an MNIST digit classifier; skipped for {dataset}")
         return {}
     try:
         from minigan import metrics
     except ImportError as e:
         print(f"note: minigan.metrics is not available ({e}); no FID or classifier score")
         return {}
-    z = np.random.default_rng([args.seed, 3]).standard_normal((n, args.nz)).astype(np.float32)
-    samples = backend.as_numpy(generate(G, mg.Tensor(backend.to_device(z, device))))
     try:
-        result = metrics.evaluate_images(samples)
+        result = metrics.evaluate_images(samples, value_range=value_range)
     except (OSError, ValueError) as e:   # e.g. the classifier's weights file is missing
         print(f"note: metrics could not be computed: {e}")
         return {}

@@ -7,3 +7,4 @@ from .layers import SyncBatchNorm
 from .module import Module, Parameter
 from .instancenorm import InstanceNorm2d
 from .padding import ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d
+from .masked import MaskedConv2d, causal_mask
