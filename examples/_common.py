@@ -226,13 +226,16 @@ class TrainingRun:
     at every epoch's end and a checkpoint (with a metrics record of the mean statistics since the
     last one) every ``--checkpoint-every`` iterations, one epoch by default, and at the end.
     ``per_epoch``: iterations per epoch; ``images_per_iteration``: real images one iteration
-    uses (for images/s).
+    uses (for images/s). ``generator``: optional JSON-able metadata stored in every checkpoint's
+    ``extra["generator"]``, what a sampler needs to rebuild G without the example (see
+    :func:`generator_metadata`).
     """
 
     def __init__(self, args, models, optimizers, loader, config, stat_names, per_epoch,
-                 images_per_iteration):
+                 images_per_iteration, generator=None):
         self.args, self.models, self.optimizers, self.loader = args, models, optimizers, loader
         self.config, self.per_epoch = config, per_epoch
+        self.generator = generator
         self.images_per_iteration = images_per_iteration
         self.files = RunDir(args.out)
         self.total = total_iterations(args, per_epoch)
@@ -280,6 +283,8 @@ class TrainingRun:
         """Save the run's state, and append the mean statistics since ``last_saved``."""
         extra = {"config": self.config,
                  "history": {name: np.asarray(v, np.float64) for name, v in self.history.items()}}
+        if self.generator is not None:
+            extra["generator"] = self.generator
         save_run(self.files.checkpoint, self.models, self.optimizers, self.step, self.loader, extra)
         record = {"step": self.step, "epoch": self.step / self.per_epoch,
                   **{name: float(np.mean(v[last_saved:self.step]))
@@ -300,6 +305,22 @@ class TrainingRun:
                    self.files.metrics, self.files.checkpoint]
         print("wrote " + ", ".join(path for path in written if os.path.exists(path)))
         return record
+
+
+def generator_metadata(G, kwargs, latent, model="G"):
+    """What a checkpoint records so that a sampler can rebuild and drive G on its own:
+
+        {"model": name of G in checkpoint["models"], "class": "module.ClassName",
+         "kwargs": constructor arguments, "latent": {"noise": nz, "noise_distribution": "normal",
+         "categorical": K (0: none), "continuous": M (0: none), ...}, "forward": argument names}
+
+    ``latent``: the latent layout's entries (given ones override the defaults above)."""
+    import inspect
+    layout = {"noise": kwargs.get("nz"), "noise_distribution": "normal", "categorical": 0,
+              "continuous": 0, **latent}
+    forward = [name for name in inspect.signature(type(G).forward).parameters if name != "self"]
+    return {"model": model, "class": f"{type(G).__module__}.{type(G).__qualname__}",
+            "kwargs": dict(kwargs), "latent": layout, "forward": forward}
 
 
 # --- pictures and final metrics -----------------------------------------------------------------
