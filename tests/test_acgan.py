@@ -225,3 +225,34 @@ def test_default_run_draws_the_requested_digit_at_least_95_percent_of_the_time(t
     assert acgan_mnist.main(["--bundled", "--no-progress", "--out", str(out)]) == 0
     final = io.read_jsonl(out / "metrics.jsonl", strict=True)[-1]
     assert final["label_accuracy"] >= 0.95, final
+
+
+# --- devices --------------------------------------------------------------------------------------
+
+NO_GPU = "no CUDA device (CuPy missing or no GPU)"
+
+
+@pytest.mark.skipif(mg.backend.cupy_available(), reason="CuPy and a GPU are present")
+def test_device_cuda_without_a_gpu_exits_before_any_work(tmp_path, monkeypatch):
+    from examples import _common, acgan_mnist
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the example loaded data before checking --device")
+
+    monkeypatch.setattr(acgan_mnist, "load_labelled_images", refuse)
+    with pytest.raises(SystemExit) as exit_info:
+        acgan_mnist.main(tiny_argv(tmp_path / "run", "--iters", "1", "--bundled",
+                                    "--device", "cuda"))
+    assert exit_info.value.code == _common.DEVICE_MISSING
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not mg.backend.cupy_available(), reason=NO_GPU)
+def test_example_trains_on_the_gpu_and_writes_numpy(tmp_path):
+    from examples import acgan_mnist
+    out = tmp_path / "run"
+    assert acgan_mnist.main(tiny_argv(out, "--iters", "2", "--bundled", "--device", "cuda")) == 0
+    samples = np.load(out / "eval_samples.npy")
+    assert isinstance(samples, np.ndarray) and samples.shape == (2000, 1, 28, 28)
+    assert io.load_checkpoint(out / "checkpoint.npz")["step"] == 2
