@@ -339,7 +339,9 @@ class TrainingRun:
     ``per_epoch``: iterations per epoch; ``images_per_iteration``: real images one iteration
     uses (for images/s), on one rank. ``static``: JSON-able facts stored as they are in every
     checkpoint's ``extra`` (e.g. what a sampler needs to rebuild a model); ``state``: objects
-    with get_state() / set_state(s) saved and restored with the run (e.g. an image pool).
+    with get_state() / set_state(s) saved and restored with the run (e.g. an image pool);
+    ``generator``: the record that rebuilds the run's generator from the checkpoint alone
+    (examples/sample.py reads it), stored as ``extra["generator"]``.
 
     With ``comm`` (a distributed run, see :func:`distribute`): the statistics are averaged over
     the ranks every iteration; rank 0 alone prints, draws and writes; a checkpoint also holds
@@ -348,7 +350,7 @@ class TrainingRun:
     """
 
     def __init__(self, args, models, optimizers, loader, config, stat_names, per_epoch,
-                 images_per_iteration, comm=None, state=None, static=None):
+                 images_per_iteration, comm=None, state=None, static=None, generator=None):
         self.args, self.models, self.optimizers, self.loader = args, models, optimizers, loader
         self.comm = comm
         self.is_main = is_main(comm)
@@ -356,6 +358,8 @@ class TrainingRun:
         # every checkpoint and restored on resume; static: JSON-able facts stored as they are
         # (e.g. what rebuilds each network)
         self.state, self.static = dict(state or {}), dict(static or {})
+        if generator is not None:
+            self.static["generator"] = generator
         self.config = config if comm is None else {**config, "ranks": comm.size}
         self.per_epoch = per_epoch
         self.images_per_iteration = images_per_iteration * (1 if comm is None else comm.size)
@@ -483,6 +487,22 @@ class TrainingRun:
                    self.files.metrics, self.files.checkpoint]
         print("wrote " + ", ".join(path for path in written if os.path.exists(path)))
         return record
+
+
+def generator_metadata(G, kwargs, latent, model="G"):
+    """What a checkpoint records so that a sampler can rebuild and drive G on its own:
+
+        {"model": name of G in checkpoint["models"], "class": "module.ClassName",
+         "kwargs": constructor arguments, "latent": {"noise": nz, "noise_distribution": "normal",
+         "categorical": K (0: none), "continuous": M (0: none), ...}, "forward": argument names}
+
+    ``latent``: the latent layout's entries (given ones override the defaults above)."""
+    import inspect
+    layout = {"noise": kwargs.get("nz"), "noise_distribution": "normal", "categorical": 0,
+              "continuous": 0, **latent}
+    forward = [name for name in inspect.signature(type(G).forward).parameters if name != "self"]
+    return {"model": model, "class": f"{type(G).__module__}.{type(G).__qualname__}",
+            "kwargs": dict(kwargs), "latent": layout, "forward": forward}
 
 
 # --- pictures and final metrics -----------------------------------------------------------------

@@ -5,6 +5,8 @@
     models.py       the 28x28 DCGAN generator and discriminator, DCGAN init
     wgan.py         the batchnorm-free critic, WGAN / WGAN-GP critic and generator steps
     conditional.py  conditional DCGAN (labels joined to z and to D's input), label accuracy
+    acgan.py        ACGAN: D with a real/fake head and a class head on one trunk, L_S and L_C
+    infogan.py      InfoGAN: categorical and continuous latent codes, Q head, info loss L_I
     mlp.py          small MLP generators and discriminators
     toy2d.py        the 2-D mixture benchmark's training loop (PacGAN's protocol)
     cyclegan.py     CycleGAN: ResNet generators, PatchGAN discriminators, image pool, one step
@@ -23,3 +25,8 @@ from .models import Discriminator, Generator, dcgan_init_, make_dcgan
 from .train import (NonFiniteLossError, StepStats, generate, restore_run_state, run_state,
                     sample_noise, train_step)
 from .wgan import Critic, WGANStats, critic_step, generator_step, make_wgan, wgan_train_step
+from .acgan import (ACGANDiscriminator, ACGANStats, acgan_d_loss, acgan_g_loss, acgan_train_step,
+                    make_acgan)
+from .infogan import (InfoGANDiscriminator, InfoGANGenerator, InfoGANStats, Latent, QOutput,
+                      gaussian_nll, generate_infogan, info_loss, infogan_train_step, make_infogan,
+                      sample_latent)

@@ -21,12 +21,18 @@ from .classifier import (WEIGHTS_PATH, LeNet, MnistClassifier, class_shares, cla
                          load_classifier, prepare_images, read_classifier, save_classifier,
                          score_from_probabilities, shares_from_probabilities)
 from .fid import fid, frechet_distance, gaussian_stats, trace_sqrt_product
+from .diversity import (Diversity, diversity_ratio, image_diversity, intra_class_diversity,
+                        mean_pairwise_distance, reference_diversity)
+from .matching import CodeMatch, code_accuracy, confusion_counts, match_confusion
 
 __all__ = ["LeNet", "MnistClassifier", "WEIGHTS_PATH", "load_classifier", "read_classifier",
            "save_classifier", "prepare_images", "classifier_score", "class_shares",
            "score_from_probabilities", "shares_from_probabilities", "fid", "frechet_distance",
            "gaussian_stats", "trace_sqrt_product", "reference_images", "evaluate_images",
-           "format_metrics"]
+           "format_metrics",
+           "Diversity", "diversity_ratio", "image_diversity", "intra_class_diversity",
+           "mean_pairwise_distance", "reference_diversity",
+           "CodeMatch", "code_accuracy", "confusion_counts", "match_confusion"]
 
 
 def reference_images(data_dir=None):

@@ -1,0 +1,235 @@
+"""InfoGAN (Chen et al., 2016) on the 28x28 DCGAN: latent codes that G is made to keep legible.
+
+    latent   z ~ N(0, I) (N, nz),  c ~ Cat(K) (N,),  s ~ U(-1, 1) (N, M)
+    G        [z ; onehot(c) ; s]  (N, nz + K + M)  -> DCGAN generator       -> (N, nc, 28, 28)
+    D        DCGAN discriminator trunk   -> features h (N, 2d, 7, 7)
+             D head  psi(h)   7x7 convolution -> (N,)  logit of "x is real"
+             Q head  Linear(2d*49, 128) BatchNorm1d LeakyReLU(0.2) Linear(128, K + 2M)
+                     -> categorical logits (N, K), Gaussian means (N, M) and log-stds (N, M)
+
+(K = 10 and M = 2 for MNIST, as in the paper.) Q(c, s | x) approximates the posterior of the
+codes given an image. The mutual information I(c, s; G(z, c, s)) has the variational lower bound
+(the paper's Lemma 5.1)
+
+    L_I(G, Q) = E_{c, s, x = G(z, c, s)}[log Q(c | x) + log Q(s | x)] + H(c) + H(s)  <=  I
+
+and InfoGAN plays  min_{G, Q} max_D  V(D, G) - lambda L_I(G, Q). The entropies are constants, so
+the loss minimised here is the negative log-likelihood of the codes under Q (:func:`info_loss`):
+
+    info = CE(cat logits, c) + lambda_cont * E[ sum_m  log sigma_m + (s_m - mu_m)^2 / (2 sigma_m^2)
+                                                       + log(2 pi) / 2 ]
+
+with weight 1 for the categorical code and lambda_cont = 0.1 for the continuous ones, as is
+commonly used. No label is used anywhere: the categorical code finds the digit classes (or not)
+on its own, which :mod:`minigan.metrics.matching` checks after the fact.
+
+Which parameters L_I updates, and why: all those it depends on, G, the Q head and the trunk that
+Q shares with D, each in its own step (:func:`infogan_train_step`). The D step adds the info
+loss of the detached fakes to D's loss: it trains Q (head and shared trunk) to read the codes
+back, on G's current images, without moving G. The G step adds the info loss of the same fakes
+through the frozen D and Q: it trains G to draw images whose codes Q can read. Q is trained in
+D's step because it shares D's trunk (the paper's point: Q costs almost nothing beyond D), and
+G must not change Q, or G could raise L_I by moving the reader instead of the images.
+"""
+import math
+from typing import NamedTuple
+
+from .. import backend
+from .. import functional as F
+from .. import nn
+from ..autograd import Tensor, no_grad
+from . import losses
+from .conditional import _labels, one_hot
+from .models import LEAK, Discriminator, Generator, dcgan_init_
+from .train import _check_finite, _mean_probability
+
+NUM_CATEGORIES = 10     # one categorical code with 10 values (MNIST's digits, if it finds them)
+NUM_CONTINUOUS = 2      # two continuous codes ~ U(-1, 1) (slant and width, typically)
+LAMBDA_CONTINUOUS = 0.1
+Q_HIDDEN = 128
+# Q's log-std is clipped: the Gaussian likelihood can otherwise grow without bound by narrowing
+# sigma around codes it already reads well (the NLL's gradient in log sigma is not bounded).
+LOG_STD_RANGE = (-2.5, 1.0)
+
+
+class Latent(NamedTuple):
+    """One batch of InfoGAN's latent input: noise z (N, nz) Tensor, categorical codes c (N,)
+    ints (an array on z's device), continuous codes s (N, M) Tensor."""
+    z: Tensor
+    categories: object
+    continuous: Tensor
+
+
+def sample_latent(n, nz, num_categories=NUM_CATEGORIES, num_continuous=NUM_CONTINUOUS,
+                  device="cpu", dtype=None):
+    """z ~ N(0, I), c ~ uniform over {0..K-1}, s ~ U(-1, 1), drawn in that order from minigan's
+    seeded CPU generator (so checkpoints resume the stream), then moved to ``device``."""
+    dtype = dtype or backend.get_default_dtype()
+    rng = backend.rng("cpu")
+    z = rng.standard_normal((n, nz), dtype=dtype)
+    c = rng.integers(0, num_categories, n)
+    s = rng.uniform(-1.0, 1.0, (n, num_continuous)).astype(dtype)
+    return Latent(Tensor(backend.to_device(z, device)), backend.to_device(c, device),
+                  Tensor(backend.to_device(s, device)))
+
+
+class InfoGANGenerator(nn.Module):
+    """G(z, c, s): noise (N, nz), categorical codes (N,) ints in [0, K), continuous codes (N, M)
+    -> images (N, nc, 28, 28) in [-1, 1]; the DCGAN generator on [z ; onehot(c) ; s]."""
+
+    def __init__(self, nz=62, ngf=64, nc=1, num_categories=NUM_CATEGORIES,
+                 num_continuous=NUM_CONTINUOUS):
+        super().__init__()
+        self.nz, self.ngf, self.nc = nz, ngf, nc
+        self.num_categories, self.num_continuous = num_categories, num_continuous
+        self.net = Generator(nz + num_categories + num_continuous, ngf, nc)
+
+    def forward(self, z, categories, continuous):
+        if z.ndim != 2 or z.shape[1] != self.nz:
+            raise ValueError(f"InfoGANGenerator expects noise of shape (N, {self.nz}), got {z.shape}")
+        if continuous.ndim != 2 or continuous.shape != (z.shape[0], self.num_continuous):
+            raise ValueError(f"InfoGANGenerator expects continuous codes of shape "
+                             f"({z.shape[0]}, {self.num_continuous}), got {continuous.shape}")
+        return self.net(F.concat([z, one_hot(categories, self.num_categories, z), continuous],
+                                 dim=1))
+
+
+class QOutput(NamedTuple):
+    """Q's reading of a batch: categorical logits (N, K), Gaussian means (N, M) and log-stds
+    (N, M) of the continuous codes."""
+    logits: Tensor
+    mean: Tensor
+    log_std: Tensor
+
+
+class InfoGANDiscriminator(nn.Module):
+    """D and Q on one trunk: images (N, nc, 28, 28) -> (logits (N,), :class:`QOutput`)."""
+
+    def __init__(self, ndf=64, nc=1, num_categories=NUM_CATEGORIES,
+                 num_continuous=NUM_CONTINUOUS, q_hidden=Q_HIDDEN):
+        super().__init__()
+        self.ndf, self.nc = ndf, nc
+        self.num_categories, self.num_continuous = num_categories, num_continuous
+        stack = Discriminator(ndf, nc).net
+        self.features = stack[:-1]    # -> (N, 2d, 7, 7), shared by D and Q
+        self.head = stack[-1]         # D: 7x7 convolution -> (N, 1, 1, 1)
+        self.q = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(2 * ndf * 7 * 7, q_hidden, bias=False),
+            nn.BatchNorm1d(q_hidden),
+            nn.LeakyReLU(LEAK),
+            nn.Linear(q_hidden, num_categories + 2 * num_continuous),
+        )
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1:] != (self.nc, 28, 28):
+            raise ValueError(f"InfoGANDiscriminator expects images of shape "
+                             f"(N, {self.nc}, 28, 28), got {x.shape}")
+        h = self.features(x)
+        out = self.q(h)
+        k, m = self.num_categories, self.num_continuous
+        log_std = F.clip(out[:, k + m:], *LOG_STD_RANGE)
+        return F.reshape(self.head(h), (x.shape[0],)), QOutput(out[:, :k], out[:, k:k + m], log_std)
+
+
+def make_infogan(nz=62, ngf=64, ndf=64, nc=1, num_categories=NUM_CATEGORIES,
+                 num_continuous=NUM_CONTINUOUS):
+    """(G, D) with D carrying the Q head, DCGAN-initialised from minigan's seeded CPU generator."""
+    return (InfoGANGenerator(nz, ngf, nc, num_categories, num_continuous).apply(dcgan_init_),
+            InfoGANDiscriminator(ndf, nc, num_categories, num_continuous).apply(dcgan_init_))
+
+
+def gaussian_nll(x, mean, log_std):
+    """-log N(x; mean, exp(log_std)^2), summed over the last axis and averaged over the batch:
+
+        E_n[ sum_m  log sigma_nm + (x_nm - mu_nm)^2 / (2 sigma_nm^2) + log(2 pi) / 2 ]
+
+    x, mean, log_std: (N, M). A scalar Tensor."""
+    if not (x.shape == mean.shape == log_std.shape) or x.ndim != 2:
+        raise ValueError(f"gaussian_nll expects three (N, M) tensors, got {x.shape}, "
+                         f"{mean.shape}, {log_std.shape}")
+    z = (x - mean) * F.exp(-log_std)
+    per_code = log_std + 0.5 * z * z + 0.5 * math.log(2 * math.pi)
+    return F.sum(per_code, axis=1).mean()
+
+
+def info_loss(q, categories, continuous, lambda_cont=LAMBDA_CONTINUOUS):
+    """-(L_I - H(c) - H(s)) with the continuous part weighted: CE(q.logits, c) +
+    lambda_cont * gaussian_nll(s, q.mean, q.log_std). ``q`` a :class:`QOutput` for images drawn
+    with codes c (N,) and s (N, M). A scalar Tensor; log K - CE is the categorical code's
+    lower bound on I(c; G(z, c, s)) in nats."""
+    c = _labels(categories, q.logits.shape[1], q.logits)
+    return F.cross_entropy(q.logits, c) + lambda_cont * gaussian_nll(continuous, q.mean, q.log_std)
+
+
+class InfoGANStats(NamedTuple):
+    """One InfoGAN iteration: D's and G's GAN losses, the info loss (G step, before G's update),
+    D(x), D(G(z)), and how often Q names the categorical code of a fake (D step's batch)."""
+    loss_d: float
+    loss_g: float
+    loss_info: float
+    d_real: float
+    d_fake: float
+    q_accuracy: float
+
+
+def infogan_train_step(G, D, opt_g, opt_d, real, latent, lambda_cont=LAMBDA_CONTINUOUS,
+                       step=None):
+    """One InfoGAN iteration on a real batch (N, C, H, W) and a :class:`Latent` batch. There is
+    no label argument: InfoGAN is unsupervised.
+
+    D step: minimise  BCE(D(x), 1) + BCE(D(G(.)), 0) + info(Q(G(.)))   (fakes detached: D, Q learn)
+    G step: minimise  BCE(D(G(.)), 1) + info(Q(G(.)))                   (D and Q frozen: G learns)
+
+    with info = :func:`info_loss`. Returns :class:`InfoGANStats`; raises NonFiniteLossError
+    before an update would use a NaN or infinite loss."""
+    fake = G(latent.z, latent.categories, latent.continuous)
+
+    real_logits, _ = D(real)
+    fake_logits, q = D(fake.detach())
+    loss_d = (losses.d_loss_minimax(real_logits, fake_logits)
+              + info_loss(q, latent.categories, latent.continuous, lambda_cont))
+    loss_d_value = _check_finite(loss_d, "discriminator loss", step)
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+
+    D.requires_grad_(False)   # G's step: gradients through D and Q into G only
+    try:
+        fake_logits_g, q_g = D(fake)
+        gan = losses.g_loss_nonsaturating(fake_logits_g)
+        info = info_loss(q_g, latent.categories, latent.continuous, lambda_cont)
+        loss_g = gan + info
+        _check_finite(loss_g, "generator loss", step)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+    finally:
+        D.requires_grad_(True)
+
+    codes = _labels(latent.categories, q.logits.shape[1], q.logits)
+    q_accuracy = float((q.logits.data.argmax(axis=1) == codes).mean())
+    return InfoGANStats(loss_d_value, gan.item(), info.item(), _mean_probability(real_logits),
+                        _mean_probability(fake_logits), q_accuracy)
+
+
+def generate_infogan(G, z, categories, continuous, batch_size=256):
+    """G(z, c, s) in evaluation mode without a graph, as an array (N, nc, 28, 28); z (N, nz) and
+    s (N, M) Tensors or arrays, c (N,) ints. G's training mode is restored afterwards."""
+    z = z if isinstance(z, Tensor) else Tensor(z)
+    s = continuous if isinstance(continuous, Tensor) else Tensor(continuous)
+    c = categories.data if isinstance(categories, Tensor) else categories
+    if len(c) != z.shape[0] or s.shape[0] != z.shape[0]:
+        raise ValueError(f"{z.shape[0]} noise vectors but {len(c)} categorical and "
+                         f"{s.shape[0]} continuous codes")
+    was_training = G.training
+    G.eval()
+    try:
+        with no_grad():
+            xp = backend.array_module(z.data)
+            parts = [G(Tensor._wrap(z.data[i:i + batch_size]), c[i:i + batch_size],
+                       Tensor._wrap(s.data[i:i + batch_size])).data
+                     for i in range(0, z.shape[0], batch_size)]
+            return xp.concatenate(parts)
+    finally:
+        G.train(was_training)
