@@ -1,6 +1,6 @@
 """MLP GANs on PacGAN's 2-D mixtures (8-Gaussian ring, 25-Gaussian grid), with the "GAN Lab" view.
 
-    python -m examples.gan_toy2d [--data ring|grid] [--loss gan|wgan|wgan-gp] [--pack M]
+    python -m examples.gan_toy2d [--data ring|grid] [--loss gan|wgan|wgan-gp] [--pack M] [--unroll K]
                                  [--seed S] [--steps N] [--out FOLDER] [--device cpu|cuda] ...
 
 Without further flags a run uses :data:`minigan.gan.toy2d.GOAL_CONFIGS` for its mixture (the
@@ -50,7 +50,7 @@ def _sizes(text):
 _FIELDS = {"loss": "loss", "pack": "pack", "steps": "steps", "batch": "batch", "z_dim": "z_dim",
            "g_hidden": "g_hidden", "d_hidden": "d_hidden", "lr_g": "lr_g", "lr_d": "lr_d",
            "d_steps": "d_steps", "decay_start": "decay_start", "lr_final": "lr_final",
-           "snapshots": "snapshots", "log_every": "log_every"}
+           "snapshots": "snapshots", "log_every": "log_every", "unroll": "unroll"}
 
 
 def parse_args(argv=None):
@@ -74,6 +74,9 @@ def parse_args(argv=None):
                    help="fraction of the steps after which the learning rates fall linearly")
     p.add_argument("--lr-final", type=float, default=None,
                    help="learning-rate factor reached at the last step")
+    p.add_argument("--unroll", type=int, default=None,
+                   help="unrolled GAN (Metz et al.): G's loss after K more D updates, "
+                        "differentiated through them (0 = plain)")
     p.add_argument("--snapshots", type=int, default=4, help="GAN-Lab panels (0 for none)")
     p.add_argument("--log-every", type=int, default=None,
                    help="steps between history records (default: 50 records per run)")

@@ -351,6 +351,18 @@ def _topological_order(roots):
     return order
 
 
+def _leading_to(order, wanted):
+    """The functions of ``order`` (inputs' creators first) with a path to a tensor in ``wanted``:
+    ``grad`` runs only these backward rules. Without this, grad(loss, params_K) of an unrolled
+    optimizer would also run every earlier step's backward, a cost quadratic in the steps."""
+    needed = set()
+    for fn in order:
+        if any(id(x) in wanted or (x.creator is not None and id(x.creator) in needed)
+               for x in fn.inputs):
+            needed.add(id(fn))
+    return [fn for fn in order if id(fn) in needed]
+
+
 def _root_gradients(outputs, grad_outputs):
     grads = []
     for i, (y, g) in enumerate(zip(outputs, grad_outputs)):
@@ -377,6 +389,8 @@ def _run(outputs, grad_outputs, retain_graph, create_graph, wanted=None):
     Returns a dict id(tensor) -> gradient for every leaf reached, and for the tensors in ``wanted``.
     """
     order = _topological_order(outputs)
+    if wanted:
+        order = _leading_to(order, wanted)
     grads, keep = {}, {}          # id(tensor) -> gradient; id -> tensor (keeps ids valid)
     for y, g in zip(outputs, _root_gradients(outputs, grad_outputs)):
         grads[id(y)] = g if id(y) not in grads else grads[id(y)] + g

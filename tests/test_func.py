@@ -220,3 +220,19 @@ def test_unrolled_train_step_takes_ds_first_step_for_real():
         unrolled_train_step(G, D, opt_g, opt_d, real, z, unroll=0)
     with pytest.raises(TypeError, match="Adam or SGD without momentum"):
         unrolled_train_step(G, D, opt_g, optim.RMSprop(D.parameters()), real, z, unroll=1)
+
+
+def test_grad_runs_only_the_backward_rules_that_lead_to_its_inputs():
+    """grad(loss, w) must not walk back through branches that do not reach w: an unrolled
+    optimizer's grad(L_k, params_k) would otherwise rerun every earlier step's backward."""
+    from minigan import profiler
+    x = Tensor(np.ones(3), requires_grad=True)
+    w = Tensor(np.full(3, 2.0), requires_grad=True)
+    y = (x * 3.0).exp()           # a branch that does not lead to w
+    with profiler.profile() as prof:
+        gw, = grad((y * w).sum(), w)
+    np.testing.assert_allclose(gw.data, np.exp(3.0))
+    assert "Exp" not in prof.stats or prof.stats["Exp"][2] == 0
+    gx, gw2 = grad((y * w).sum(), [x, w])   # both still reachable when both are asked for
+    np.testing.assert_allclose(gx.data, 3 * np.exp(3.0) * 2.0)
+    np.testing.assert_allclose(gw2.data, np.exp(3.0))

@@ -37,6 +37,7 @@ from ..metrics.modes import mode_coverage
 from .losses import (clip_weights_, d_loss_minimax, g_loss_nonsaturating, gradient_penalty,
                      pack, wasserstein_critic_loss, wasserstein_generator_loss)
 from .mlp import mlp_discriminator, mlp_generator
+from .unrolled import unrolled_train_step
 
 # name -> (mode centres, std, plot extent (xmin, xmax, ymin, ymax), scale). Both networks work
 # in units of ``scale`` (the outermost mode's coordinate), so both mixtures fill [-1, 1]^2 there:
@@ -78,6 +79,7 @@ class Toy2DConfig:
     gp_lambda: float = 0.1
     log_every: int = 0
     snapshots: int = 4
+    unroll: int = 0
 
     def resolved(self):
         """A copy with the loss-dependent defaults filled in, after checking every field."""
@@ -92,6 +94,11 @@ class Toy2DConfig:
             raise ValueError(f"decay_start is a fraction of the steps in [0, 1], got {self.decay_start}")
         if not 0.0 < self.lr_final <= 1.0:
             raise ValueError(f"lr_final is a factor in (0, 1], got {self.lr_final}")
+        if int(self.unroll) < 0:
+            raise ValueError(f"unroll must be >= 0, got {self.unroll}")
+        if self.unroll and self.loss != "gan":
+            raise ValueError(f"unroll is implemented for loss 'gan' (D trained with Adam), got "
+                             f"{self.loss!r}")
         if self.d_steps is not None and int(self.d_steps) < 1:
             raise ValueError(f"d_steps must be >= 1, got {self.d_steps}")
         if self.snapshots < 0 or self.log_every < 0:
@@ -108,7 +115,7 @@ class Toy2DConfig:
             self, lr_g=lr_g if self.lr_g is None else float(self.lr_g),
             lr_d=lr_d if self.lr_d is None else float(self.lr_d),
             betas=betas if self.betas is None or self.loss == "wgan" else tuple(self.betas),
-            d_steps=d_steps if self.d_steps is None else int(self.d_steps),
+            d_steps=d_steps if self.d_steps is None else int(self.d_steps), unroll=int(self.unroll),
             g_hidden=tuple(int(h) for h in self.g_hidden),
             d_hidden=tuple(int(h) for h in self.d_hidden))
 
@@ -290,6 +297,11 @@ def train_toy2d(config=None, seed=0, progress=None, device="cpu", **overrides):
             z = Tensor(rng.standard_normal((B * m, config.z_dim)).astype(np.float32),
                        device=device)
             last = k == config.d_steps - 1
+            if last and config.unroll:
+                # D's update is the first of the K unrolled steps; G descends f_K
+                d_loss, g_loss = unrolled_train_step(G, D, opt_g, opt_d, real, z, config.unroll,
+                                                     m, d_loss_minimax, g_loss_nonsaturating)
+                break
             if last:
                 fake = G(z)   # kept with its graph: the generator's update below reuses it
                 fake_in = fake.detach()
@@ -309,15 +321,17 @@ def train_toy2d(config=None, seed=0, progress=None, device="cpu", **overrides):
             opt_d.step()
             if config.loss == "wgan":
                 clip_weights_(D, config.clip)
-        opt_g.zero_grad()
-        D.requires_grad_(False)   # the generator's update needs no gradients of D's weights
-        try:
-            fake_out = D(pack(fake, m))
-            g_loss = wasserstein_generator_loss(fake_out) if wgan else g_loss_nonsaturating(fake_out)
-            g_loss.backward()
-        finally:
-            D.requires_grad_(True)
-        opt_g.step()
+        if not config.unroll:
+            opt_g.zero_grad()
+            D.requires_grad_(False)   # the generator's update needs no gradients of D's weights
+            try:
+                fake_out = D(pack(fake, m))
+                g_loss = (wasserstein_generator_loss(fake_out) if wgan
+                          else g_loss_nonsaturating(fake_out))
+                g_loss.backward()
+            finally:
+                D.requires_grad_(True)
+            opt_g.step()
         seconds += time.perf_counter() - tick
 
         record = config.log_every and (step % config.log_every == 0 or step == config.steps)
