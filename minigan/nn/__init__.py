@@ -4,3 +4,5 @@ from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout,
                      Flatten, Identity, LeakyReLU, Linear, ModuleList, ReLU, Sequential, Sigmoid,
                      Softplus, Tanh, Unflatten)
 from .module import Module, Parameter
+from .minibatch import MinibatchDiscrimination
+from . import utils
