@@ -85,3 +85,19 @@ def test_unrolled_gan_goal(data, modes, share):
     assert np.mean([r.metrics["modes"] for r in runs]) >= modes
     assert np.mean([r.metrics["high_quality"] for r in runs]) >= share
     assert max(r.cpu_seconds for r in runs) <= 600
+
+
+def test_compare_stacks_the_gan_lab_strips_of_two_runs(tmp_path):
+    from PIL import Image
+
+    from examples import gan_toy2d, toy2d_compare
+    common = ["--steps", "2", "--batch", "4", "--g-hidden", "4", "--d-hidden", "4",
+              "--snapshots", "2", "--pack", "1", "--no-progress"]
+    gan_toy2d.main(common + ["--out", str(tmp_path / "plain")])
+    gan_toy2d.main(common + ["--unroll", "2", "--out", str(tmp_path / "unrolled")])
+    out = toy2d_compare.compose([tmp_path / "plain", tmp_path / "unrolled"], tmp_path / "c.png")
+    strip = Image.open(tmp_path / "plain" / "gan_lab.png")
+    assert Image.open(out).size == (strip.width, 2 * (strip.height + 22))
+    assert "unroll 2" in toy2d_compare.label(tmp_path / "unrolled")
+    with pytest.raises(SystemExit):
+        toy2d_compare.main([str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
