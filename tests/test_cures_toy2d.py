@@ -101,3 +101,19 @@ def test_compare_stacks_the_gan_lab_strips_of_two_runs(tmp_path):
     assert "unroll 2" in toy2d_compare.label(tmp_path / "unrolled")
     with pytest.raises(SystemExit):
         toy2d_compare.main([str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
+
+
+def test_bench_unrolled_prints_its_table_and_json():
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "bench_unrolled.py"),
+                           "--k", "1,2", "--batch", "4", "--repeat", "1", "--no-torch"],
+                          capture_output=True, text=True, cwd=root, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last["plain_ms"]["minigan"] > 0 and last["unrolled2_ms"]["minigan"] > 0
+    assert "/(K+1) plain" in done.stdout
