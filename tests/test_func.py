@@ -236,3 +236,16 @@ def test_grad_runs_only_the_backward_rules_that_lead_to_its_inputs():
     gx, gw2 = grad((y * w).sum(), [x, w])   # both still reachable when both are asked for
     np.testing.assert_allclose(gx.data, 3 * np.exp(3.0) * 2.0)
     np.testing.assert_allclose(gw2.data, np.exp(3.0))
+
+
+def test_grad_with_respect_to_a_later_tensor_does_not_walk_the_older_graph():
+    """Functions recorded before the tensors asked for cannot lie between them and the output,
+    so grad() does not visit them: here that older part was already freed by a backward, and
+    grad() still answers (as PyTorch's does) instead of saying it was freed."""
+    x = Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    b = (x * 2.0).exp()
+    b.sum().backward()                       # frees Mul and Exp's saved inputs
+    g, = grad((b * 3.0).sum(), b)
+    np.testing.assert_allclose(g.data, 3.0)
+    with pytest.raises(RuntimeError, match="second time"):
+        grad((b * 3.0).sum(), x)             # x does need the freed part
