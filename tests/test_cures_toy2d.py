@@ -117,3 +117,13 @@ def test_bench_unrolled_prints_its_table_and_json():
     last = json.loads(done.stdout.strip().splitlines()[-1])
     assert last["plain_ms"]["minigan"] > 0 and last["unrolled2_ms"]["minigan"] > 0
     assert "/(K+1) plain" in done.stdout
+
+
+def test_snapshots_leave_a_spectrally_normalised_run_as_it_is():
+    """decision_surface judges in eval mode: the power iteration's u does not move, so a run
+    with GAN-Lab snapshots trains exactly like one without."""
+    config = Toy2DConfig(**{**TINY, "loss": "hinge", "spectral_norm": True})
+    with_views = train_toy2d(config, seed=4)
+    without = train_toy2d(dataclasses.replace(config, snapshots=0, log_every=0), seed=4)
+    np.testing.assert_array_equal(with_views.samples, without.samples)
+    assert with_views.discriminator.training

@@ -258,6 +258,8 @@ def decision_surface(D, extent, pack_size=1, resolution=96, companions=None, sig
     else:
         companions = np.zeros((1, 0, 2), np.float32)
     total = np.zeros(len(points))
+    was_training = D.training
+    D.eval()   # spectral norm's power iteration must not advance while D is only looked at
     with no_grad():
         for c in companions:
             packed = np.concatenate([points, np.broadcast_to(c.ravel(), (len(points), c.size))],
@@ -269,6 +271,7 @@ def decision_surface(D, extent, pack_size=1, resolution=96, companions=None, sig
                 out = D(Tensor(packed[start:start + 256], device=device))
                 out = F.sigmoid(out) if sigmoid else out
                 total[start:start + 256] += out.numpy().reshape(-1)
+    D.train(was_training)
     return (total / len(companions)).reshape(resolution, resolution)
 
 
