@@ -59,8 +59,9 @@ def _check_finite(loss, name, step=None):
     return value
 
 
-LOSSES = {"gan": (losses.d_loss_minimax, losses.g_loss_nonsaturating),
-          "hinge": (losses.d_loss_hinge, losses.g_loss_hinge)}
+# loss name -> the names of its D and G functions in losses (looked up at each step)
+LOSSES = {"gan": ("d_loss_minimax", "g_loss_nonsaturating"),
+          "hinge": ("d_loss_hinge", "g_loss_hinge")}
 
 
 def train_step(G, D, opt_g, opt_d, real, z, step=None, loss="gan"):
@@ -85,7 +86,7 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None, loss="gan"):
     fake_logits = D(fake.detach())
     if loss not in LOSSES:
         raise ValueError(f"train_step: loss must be one of {sorted(LOSSES)}, got {loss!r}")
-    d_loss_fn, g_loss_fn = LOSSES[loss]
+    d_loss_fn, g_loss_fn = (getattr(losses, name) for name in LOSSES[loss])
     loss_d = d_loss_fn(real_logits, fake_logits)
     loss_d_value = _check_finite(loss_d, "discriminator loss", step)
     opt_d.zero_grad()
