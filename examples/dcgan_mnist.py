@@ -4,6 +4,7 @@
     python -m examples.dcgan_mnist --epochs 20 --out runs/long
     python -m examples.dcgan_mnist --resume             # continue the run in --out
     python -m examples.dcgan_mnist --iters 3 --ngf 8 --ndf 8 --out /tmp/smoke
+    python -m examples.dcgan_mnist --spectral-norm --loss hinge --out runs/sngan   # SN-GAN's D and loss
 
 The models are :mod:`minigan.gan.models` (28x28 DCGAN), trained with Adam (lr 2e-4, betas
 (0.5, 0.999)), batch 64, the discriminator's binary cross-entropy and the non-saturating
@@ -48,6 +49,10 @@ def parse_args(argv=None):
     add_common_args(parser, iters=DEFAULT_ITERS, out="runs/dcgan_mnist")
     parser.add_argument("--samples", type=int, default=64, help="images in each sample grid")
     add_distributed_args(parser)
+    parser.add_argument("--spectral-norm", action="store_true",
+                        help="SN-GAN's D: spectral norm on every convolution, no batch norm")
+    parser.add_argument("--loss", choices=("gan", "hinge"), default="gan",
+                        help="gan: BCE D and non-saturating G; hinge: the hinge losses (SN-GAN)")
     args = parser.parse_args(argv)
     check_args(args)
     if args.samples < 1:
@@ -69,7 +74,7 @@ def train(args, comm=None):
 
     images, described = load_training_images(args)
     loader = make_loader(backend.to_device(images, device), args, comm)
-    G, D = make_dcgan(args.nz, args.ngf, args.ndf)
+    G, D = make_dcgan(args.nz, args.ngf, args.ndf, spectral_norm=args.spectral_norm)
     G.to(device)
     D.to(device)
     opt_g = optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
@@ -80,7 +85,8 @@ def train(args, comm=None):
         (G, D), (opt_g, opt_d) = models.values(), optimizers.values()
     # settings a resumed run must share with the checkpoint to continue it exactly
     config = {"dataset": args.dataset, "images": len(images), "batch_size": args.batch_size,
-              "lr": args.lr, "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf}
+              "lr": args.lr, "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf,
+              "spectral_norm": args.spectral_norm, "loss": args.loss}
     run = TrainingRun(args, models, optimizers, loader, config, STAT_NAMES,
                       per_epoch=len(loader), images_per_iteration=args.batch_size, comm=comm)
     ranks = "" if comm is None else f" on each of {comm.size} ranks"
@@ -94,7 +100,7 @@ def train(args, comm=None):
     def one_iteration(step):
         real = mg.Tensor(next(batches))
         z = sample_noise(args.batch_size, args.nz, device)
-        return train_step(G, D, opt_g, opt_d, real, z, step=step)
+        return train_step(G, D, opt_g, opt_d, real, z, step=step, loss=args.loss)
 
     def shown(stats):
         return {"D": stats.loss_d, "G": stats.loss_g, "D(x)": stats.d_real, "D(G(z))": stats.d_fake}

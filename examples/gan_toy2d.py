@@ -1,6 +1,8 @@
 """MLP GANs on PacGAN's 2-D mixtures (8-Gaussian ring, 25-Gaussian grid), with the "GAN Lab" view.
 
-    python -m examples.gan_toy2d [--data ring|grid] [--loss gan|wgan|wgan-gp] [--pack M]
+    python -m examples.gan_toy2d [--data ring|grid] [--loss gan|wgan|wgan-gp|hinge] [--pack M]
+                                 [--unroll K] [--minibatch-disc B] [--feature-matching]
+                                 [--spectral-norm] [--r1 GAMMA]
                                  [--seed S] [--steps N] [--out FOLDER] [--device cpu|cuda] ...
 
 Without further flags a run uses :data:`minigan.gan.toy2d.GOAL_CONFIGS` for its mixture (the
@@ -50,7 +52,9 @@ def _sizes(text):
 _FIELDS = {"loss": "loss", "pack": "pack", "steps": "steps", "batch": "batch", "z_dim": "z_dim",
            "g_hidden": "g_hidden", "d_hidden": "d_hidden", "lr_g": "lr_g", "lr_d": "lr_d",
            "d_steps": "d_steps", "decay_start": "decay_start", "lr_final": "lr_final",
-           "snapshots": "snapshots", "log_every": "log_every"}
+           "snapshots": "snapshots", "log_every": "log_every", "unroll": "unroll",
+           "minibatch_disc": "minibatch_disc", "feature_matching": "feature_matching",
+           "spectral_norm": "spectral_norm", "r1": "r1_gamma"}
 
 
 def parse_args(argv=None):
@@ -58,7 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--data", choices=sorted(MIXTURES), default="ring")
     p.add_argument("--loss", choices=LOSSES, default=None,
                    help="gan: minimax D, non-saturating G; wgan: weight clipping; wgan-gp: "
-                        "gradient penalty")
+                        "gradient penalty; hinge: the hinge loss of SN-GAN")
     p.add_argument("--pack", type=int, default=None, help="PacGAN's packing degree m (1 = none)")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--steps", type=int, default=None, help="generator updates")
@@ -74,6 +78,19 @@ def parse_args(argv=None):
                    help="fraction of the steps after which the learning rates fall linearly")
     p.add_argument("--lr-final", type=float, default=None,
                    help="learning-rate factor reached at the last step")
+    p.add_argument("--unroll", type=int, default=None,
+                   help="unrolled GAN (Metz et al.): G's loss after K more D updates, "
+                        "differentiated through them (0 = plain)")
+    p.add_argument("--minibatch-disc", type=int, default=None, metavar="B",
+                   help="minibatch discrimination (Salimans et al.) with B kernels before D's "
+                        "last layer")
+    p.add_argument("--feature-matching", action="store_true", default=None,
+                   help="G matches the mean of D's last hidden layer (Salimans et al.)")
+    p.add_argument("--spectral-norm", action="store_true", default=None,
+                   help="spectral normalization of every Linear in D (Miyato et al.); pair with "
+                        "--loss hinge")
+    p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
+                   help="R1 penalty gamma / 2 E|grad_x D(x)|^2 on real data (Mescheder et al.)")
     p.add_argument("--snapshots", type=int, default=4, help="GAN-Lab panels (0 for none)")
     p.add_argument("--log-every", type=int, default=None,
                    help="steps between history records (default: 50 records per run)")

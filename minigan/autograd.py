@@ -9,6 +9,7 @@ reverse topological order, each one once, adding up the gradients that reach eac
 records a graph of its own and can be differentiated again (WGAN-GP's gradient penalty needs this).
 """
 import contextlib
+import itertools
 import time
 import traceback
 import weakref
@@ -293,6 +294,9 @@ def as_tensor(x, like=None):
 # ------------------------------------------------------------------------------------------------
 # Function
 # ------------------------------------------------------------------------------------------------
+_sequence = itertools.count()   # creation order of the recorded functions (grad() prunes by it)
+
+
 class Function:
     """One differentiable operation.
 
@@ -349,6 +353,7 @@ class Function:
             fn.inputs = inputs
             fn._epoch = _inplace_epoch
             fn._output = weakref.ref(out)
+            fn.sequence_nr = next(_sequence)
             out.creator = fn
             if _anomaly:
                 fn._stack = traceback.format_stack(limit=12)[:-2]
@@ -420,7 +425,7 @@ def _record(name, slot, seconds):
 # ------------------------------------------------------------------------------------------------
 # The backward pass
 # ------------------------------------------------------------------------------------------------
-def _topological_order(roots):
+def _topological_order(roots, after=-1):
     """Functions reachable from the roots, each after every function that feeds it.
 
     Iterative depth-first search with an explicit stack (a 10,000-op chain must not meet
@@ -442,9 +447,22 @@ def _topological_order(roots):
         seen.add(id(fn))
         stack.append((fn, True))
         for t in fn.inputs:
-            if t.creator is not None and t.requires_grad and id(t.creator) not in seen:
+            if (t.creator is not None and t.requires_grad and id(t.creator) not in seen
+                    and t.creator.sequence_nr > after):
                 stack.append((t.creator, False))
     return order
+
+
+def _leading_to(order, wanted):
+    """The functions of ``order`` (inputs' creators first) with a path to a tensor in ``wanted``:
+    ``grad`` runs only these backward rules. Without this, grad(loss, params_K) of an unrolled
+    optimizer would also run every earlier step's backward, a cost quadratic in the steps."""
+    needed = set()
+    for fn in order:
+        if any(id(x) in wanted or (x.creator is not None and id(x.creator) in needed)
+               for x in fn.inputs):
+            needed.add(id(fn))
+    return [fn for fn in order if id(fn) in needed]
 
 
 def _root_gradients(outputs, grad_outputs):
@@ -472,7 +490,13 @@ def _run(outputs, grad_outputs, retain_graph, create_graph, wanted=None):
 
     Returns a dict id(tensor) -> gradient for every leaf reached, and for the tensors in ``wanted``.
     """
-    order = _topological_order(outputs)
+    # a function recorded before every wanted tensor existed cannot lie between them and the
+    # outputs: grad() does not even walk there (a leaf among them keeps the whole graph)
+    after = min((x.creator.sequence_nr if x.creator is not None else -1
+                 for x in (wanted or {}).values()), default=-1)
+    order = _topological_order(outputs, after)
+    if wanted:
+        order = _leading_to(order, wanted)
     grads, keep = {}, {}          # id(tensor) -> gradient; id -> tensor (keeps ids valid)
     for y, g in zip(outputs, _root_gradients(outputs, grad_outputs)):
         grads[id(y)] = g if id(y) not in grads else grads[id(y)] + g
@@ -519,7 +543,9 @@ def _run(outputs, grad_outputs, retain_graph, create_graph, wanted=None):
                 grads[key] = gx if key not in grads else grads[key] + gx
                 keep[key] = x
             if not retain_graph:
+                order_nr = fn.sequence_nr
                 vars(fn).clear()    # frees saved arrays; a second backward then raises
+                fn.sequence_nr = order_nr
     for key, g in grads.items():
         if key in wanted:
             found[key] = g

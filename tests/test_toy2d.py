@@ -168,7 +168,7 @@ def test_decision_surface_layout_and_packing():
 
 @pytest.mark.parametrize("bad, message", [
     (dict(data="spiral"), "data must be one of"),
-    (dict(loss="hinge"), "loss must be one of"),
+    (dict(loss="lsgan"), "loss must be one of"),
     (dict(pack=0), "pack must be >= 1"),
     (dict(steps=0), "steps must be >= 1"),
     (dict(decay_start=1.5), "decay_start"),

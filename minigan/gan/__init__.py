@@ -10,6 +10,7 @@
     mlp.py          small MLP generators and discriminators
     toy2d.py        the 2-D mixture benchmark's training loop (PacGAN's protocol)
     cyclegan.py     CycleGAN: ResNet generators, PatchGAN discriminators, image pool, one step
+    unrolled.py     the unrolled GAN: G's loss after K differentiable D updates
 """
 from .conditional import (ConditionalDiscriminator, ConditionalGenerator, LabelAccuracy,
                           conditional_train_step, one_hot,
@@ -24,6 +25,8 @@ from .mlp import mlp, mlp_discriminator, mlp_generator
 from .models import Discriminator, Generator, dcgan_init_, make_dcgan
 from .train import (NonFiniteLossError, StepStats, generate, restore_run_state, run_state,
                     sample_noise, train_step)
+from .losses import d_loss_hinge, feature_matching_loss, g_loss_hinge, r1_penalty
+from .unrolled import unrolled_losses, unrolled_train_step
 from .wgan import Critic, WGANStats, critic_step, generator_step, make_wgan, wgan_train_step
 from .acgan import (ACGANDiscriminator, ACGANStats, acgan_d_loss, acgan_g_loss, acgan_train_step,
                     make_acgan)

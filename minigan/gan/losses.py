@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import backend
 from .. import functional as F
-from ..autograd import Tensor, as_tensor, grad, no_grad
+from ..autograd import Tensor, as_tensor, enable_grad, grad, no_grad
 from ..nn.module import Module
 
 
@@ -164,3 +164,54 @@ def pack(x, m):
     if n % m:
         raise ValueError(f"pack: batch size {n} is not divisible by the packing degree m={m}")
     return F.reshape(x, (n // m, m * x.shape[1]) + x.shape[2:])
+
+
+def d_loss_hinge(real_scores, fake_scores):
+    """The hinge loss for D (Lim & Ye 2017; Miyato et al., 2018, with spectral norm):
+
+        L_D = E_x[max(0, 1 - D(x))] + E_z[max(0, 1 + D(G(z)))]
+
+    on raw scores D (no sigmoid). ``fake_scores`` should come from detached samples."""
+    real_scores = _logits("d_loss_hinge", real_scores)
+    fake_scores = _logits("d_loss_hinge", fake_scores)
+    return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+
+
+def g_loss_hinge(fake_scores):
+    """The generator's loss that goes with the hinge D loss: L_G = -E_z[D(G(z))]."""
+    return -_logits("g_loss_hinge", fake_scores).mean()
+
+
+def feature_matching_loss(real_features, fake_features):
+    """Feature matching (Salimans et al., 2016, section 3.1), a generator loss:
+
+        L_G = || E_x f(x) - E_z f(G(z)) ||_2^2
+
+    with f an intermediate layer of D: ``real_features`` (N, ...) and ``fake_features``
+    (M, ...) are f's outputs, averaged over the batch axis; the real side is a constant (it is
+    detached), so the loss trains G to match the data's mean feature."""
+    real_features, fake_features = as_tensor(real_features), as_tensor(fake_features)
+    if real_features.shape[1:] != fake_features.shape[1:]:
+        raise ValueError(f"feature_matching_loss: real features {real_features.shape} and fake "
+                         f"features {fake_features.shape} differ beyond the batch axis")
+    diff = real_features.detach().mean(axis=0) - fake_features.mean(axis=0)
+    return (diff * diff).sum()
+
+
+def r1_penalty(discriminator, real, gamma=10.0):
+    """R1 regularisation (Mescheder et al., 2018, eq. 9), added to D's loss:
+
+        R1 = gamma / 2 * E_x[ ||grad_x D(x)||^2 ],  x ~ p_data
+
+    with D's raw output (the logit). ``real`` (N, ...) is treated as a constant; the penalty's
+    graph reaches D's parameters through grad_x D (taken with ``create_graph=True``)."""
+    real = as_tensor(real)
+    if real.ndim < 2 or real.shape[0] == 0:
+        raise ValueError(f"r1_penalty: expected a non-empty batch (N, ...) with at least 2 "
+                         f"dimensions, got shape {real.shape}")
+    if not gamma >= 0:
+        raise ValueError(f"r1_penalty: gamma must be >= 0, got {gamma}")
+    x = Tensor(real.data, requires_grad=True)
+    with enable_grad():   # grad_x D is part of the penalty's value, also under no_grad
+        g, = grad(discriminator(x).sum(), x, create_graph=True)
+    return (gamma / 2) * F.sum(g * g, axis=tuple(range(1, g.ndim))).mean()

@@ -9,7 +9,8 @@ Radford, Metz & Chintala (2016), scaled down to 28x28 as in PyTorch's DCGAN exam
                               Conv(d, 2d, 4, 2, 1) BN LeakyReLU(0.2)            -> (N, 2d, 7, 7)
                               Conv(2d, 1, 7, 1, 0)                              -> (N,) logits
 
-with g = ngf (64 by default: widths 256, 128) and d = ndf (64: widths 64, 128). A convolution
+with g = ngf (64 by default: widths 256, 128) and d = ndf (64: widths 64, 128); with
+``spectral_norm=True`` D's convolutions are spectrally normalised and its batch norm dropped. A convolution
 followed by batch norm has no bias: BN subtracts the per-channel mean, which would cancel it.
 The discriminator returns logits, not probabilities: the losses take log-sigmoids in a stable form.
 """
@@ -48,14 +49,14 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """D(x): images (N, nc, 28, 28) -> logits (N,); sigmoid(D(x)) is the probability x is real."""
 
-    def __init__(self, ndf=64, nc=1):
+    def __init__(self, ndf=64, nc=1, batch_norm=True):
         super().__init__()
         self.ndf, self.nc = ndf, nc
         self.net = nn.Sequential(
             nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
             nn.LeakyReLU(LEAK),
-            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ndf * 2),
+            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=not batch_norm),
+            nn.BatchNorm2d(ndf * 2) if batch_norm else nn.Identity(),
             nn.LeakyReLU(LEAK),
             nn.Conv2d(ndf * 2, 1, 7, 1, 0, bias=False),
         )
@@ -80,7 +81,17 @@ def dcgan_init_(module):
     return module
 
 
-def make_dcgan(nz=100, ngf=64, ndf=64, nc=1):
+def make_dcgan(nz=100, ngf=64, ndf=64, nc=1, spectral_norm=False):
     """(G, D), both DCGAN-initialised from minigan's seeded CPU generator (call
-    ``minigan.manual_seed`` first for a reproducible pair)."""
-    return Generator(nz, ngf, nc).apply(dcgan_init_), Discriminator(ndf, nc).apply(dcgan_init_)
+    ``minigan.manual_seed`` first for a reproducible pair).
+
+    ``spectral_norm``: SN-GAN's discriminator (Miyato et al., 2018): every convolution of D
+    spectrally normalised and no batch norm in D (the normalisation takes its place; the middle
+    convolution gets the bias that batch norm made redundant)."""
+    G = Generator(nz, ngf, nc).apply(dcgan_init_)
+    D = Discriminator(ndf, nc, batch_norm=not spectral_norm).apply(dcgan_init_)
+    if spectral_norm:
+        for layer in D.modules():
+            if isinstance(layer, nn.Conv2d):
+                nn.utils.spectral_norm(layer)
+    return G, D

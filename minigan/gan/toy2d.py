@@ -18,6 +18,14 @@ with ``pack`` = m (PacGAN; m = 1 is the plain GAN):
     gan:      L_D = BCE(D(real), 1) + BCE(D(fake), 0),  L_G = BCE(D(fake), 1)  (non-saturating)
     wgan:     L_D = E f(fake) - E f(real), weights clipped to [-c, c],  L_G = -E f(fake)
     wgan-gp:  L_D = E f(fake) - E f(real) + lam E (|grad f(x_hat)| - 1)^2,  L_G = -E f(fake)
+    hinge:    L_D = E max(0, 1 - D(real)) + E max(0, 1 + D(fake)),  L_G = -E D(fake)
+
+and the mode-collapse cures of issue 12, each a field: ``unroll`` = K (G's loss after K
+differentiable D updates, :mod:`minigan.gan.unrolled`), ``minibatch_disc`` = B
+(a MinibatchDiscrimination layer with B kernels before D's last layer), ``feature_matching``
+(G matches the mean of D's last hidden layer on real and generated batches instead of its
+usual loss), ``spectral_norm`` (every Linear of D spectrally normalised) and ``r1_gamma``
+(gamma / 2 E ||grad_x D(real)||^2 added to D's loss).
 
 The learning rates stay at their base values until ``decay_start`` (a fraction of the steps),
 then fall linearly to ``lr_final`` times the base at the last step: the generator's last steps
@@ -29,14 +37,18 @@ import time
 import numpy as np
 
 from .. import functional as F
-from .. import optim
+from .. import nn, optim
 from ..autograd import Tensor, no_grad
 from ..backend import manual_seed
 from ..data.toy import GRID_STD, RING_STD, grid_modes, ring_modes, sample_mixture
 from ..metrics.modes import mode_coverage
-from .losses import (clip_weights_, d_loss_minimax, g_loss_nonsaturating, gradient_penalty,
-                     pack, wasserstein_critic_loss, wasserstein_generator_loss)
+from ..nn import MinibatchDiscrimination
+from ..nn.utils import spectral_norm
+from .losses import (clip_weights_, d_loss_hinge, d_loss_minimax, feature_matching_loss,
+                     g_loss_hinge, g_loss_nonsaturating, gradient_penalty, pack, r1_penalty,
+                     wasserstein_critic_loss, wasserstein_generator_loss)
 from .mlp import mlp_discriminator, mlp_generator
+from .unrolled import unrolled_train_step
 
 # name -> (mode centres, std, plot extent (xmin, xmax, ymin, ymax), scale). Both networks work
 # in units of ``scale`` (the outermost mode's coordinate), so both mixtures fill [-1, 1]^2 there:
@@ -47,7 +59,7 @@ MIXTURES = {
     "ring": (ring_modes(), RING_STD, (-1.5, 1.5, -1.5, 1.5), 1.0),
     "grid": (grid_modes(), GRID_STD, (-5.5, 5.5, -5.5, 5.5), 4.0),
 }
-LOSSES = ("gan", "wgan", "wgan-gp")
+LOSSES = ("gan", "wgan", "wgan-gp", "hinge")
 EVAL_SAMPLES = 2500   # PacGAN's protocol
 
 
@@ -78,6 +90,12 @@ class Toy2DConfig:
     gp_lambda: float = 0.1
     log_every: int = 0
     snapshots: int = 4
+    unroll: int = 0
+    minibatch_disc: int = 0
+    mbd_dims: int = 5
+    feature_matching: bool = False
+    spectral_norm: bool = False
+    r1_gamma: float = 0.0
 
     def resolved(self):
         """A copy with the loss-dependent defaults filled in, after checking every field."""
@@ -92,6 +110,18 @@ class Toy2DConfig:
             raise ValueError(f"decay_start is a fraction of the steps in [0, 1], got {self.decay_start}")
         if not 0.0 < self.lr_final <= 1.0:
             raise ValueError(f"lr_final is a factor in (0, 1], got {self.lr_final}")
+        if int(self.unroll) < 0:
+            raise ValueError(f"unroll must be >= 0, got {self.unroll}")
+        if self.unroll and self.loss not in ("gan", "hinge"):
+            raise ValueError(f"unroll is implemented for the losses 'gan' and 'hinge' (D trained "
+                             f"with Adam), got {self.loss!r}")
+        if self.unroll and (self.feature_matching or self.r1_gamma):
+            raise ValueError("unroll does not combine with feature_matching or r1_gamma")
+        if int(self.minibatch_disc) < 0 or int(self.mbd_dims) < 1:
+            raise ValueError(f"minibatch_disc must be >= 0 and mbd_dims >= 1, got "
+                             f"{self.minibatch_disc} and {self.mbd_dims}")
+        if not float(self.r1_gamma) >= 0:
+            raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
         if self.d_steps is not None and int(self.d_steps) < 1:
             raise ValueError(f"d_steps must be >= 1, got {self.d_steps}")
         if self.snapshots < 0 or self.log_every < 0:
@@ -103,12 +133,13 @@ class Toy2DConfig:
         # (lr_g, lr_d, Adam's betas, D steps per G step); RMSprop for 'wgan' has no betas
         lr_g, lr_d, betas, d_steps = {"gan": (1e-3, 1e-3, (0.5, 0.999), 1),
                                       "wgan": (5e-5, 5e-5, None, 5),
-                                      "wgan-gp": (1e-4, 1e-4, (0.5, 0.9), 5)}[self.loss]
+                                      "wgan-gp": (1e-4, 1e-4, (0.5, 0.9), 5),
+                                      "hinge": (1e-3, 1e-3, (0.5, 0.999), 1)}[self.loss]
         return dataclasses.replace(
             self, lr_g=lr_g if self.lr_g is None else float(self.lr_g),
             lr_d=lr_d if self.lr_d is None else float(self.lr_d),
             betas=betas if self.betas is None or self.loss == "wgan" else tuple(self.betas),
-            d_steps=d_steps if self.d_steps is None else int(self.d_steps),
+            d_steps=d_steps if self.d_steps is None else int(self.d_steps), unroll=int(self.unroll),
             g_hidden=tuple(int(h) for h in self.g_hidden),
             d_hidden=tuple(int(h) for h in self.d_hidden))
 
@@ -148,7 +179,23 @@ def build_models(config):
     run)."""
     G = mlp_generator(config.z_dim, config.g_hidden, 2, out_activation=None)
     D = mlp_discriminator(2 * config.pack, config.d_hidden)
+    if config.minibatch_disc:
+        # D's last layer Linear(h, 1) becomes MinibatchDiscrimination(h -> h + B), Linear(h + B, 1)
+        layers, h = list(D), config.d_hidden[-1]
+        D = nn.Sequential(*layers[:-1],
+                          MinibatchDiscrimination(h, config.minibatch_disc, config.mbd_dims),
+                          nn.Linear(h + config.minibatch_disc, 1))
+    if config.spectral_norm:
+        for layer in D:
+            if isinstance(layer, nn.Linear):
+                spectral_norm(layer)
     return G, D
+
+
+def discriminator_features(D, config):
+    """D's last hidden layer as a module (what feature matching compares): every layer before
+    the final Linear (and before the minibatch layer, when there is one)."""
+    return D[:-2] if config.minibatch_disc else D[:-1]
 
 
 def lr_factor(step, config):
@@ -211,13 +258,20 @@ def decision_surface(D, extent, pack_size=1, resolution=96, companions=None, sig
     else:
         companions = np.zeros((1, 0, 2), np.float32)
     total = np.zeros(len(points))
+    was_training = D.training
+    D.eval()   # spectral norm's power iteration must not advance while D is only looked at
     with no_grad():
         for c in companions:
             packed = np.concatenate([points, np.broadcast_to(c.ravel(), (len(points), c.size))],
                                     axis=1)
-            out = D(Tensor(np.ascontiguousarray(packed / np.float32(scale)), device=device))
-            out = F.sigmoid(out) if sigmoid else out
-            total += out.numpy().reshape(-1)
+            packed = np.ascontiguousarray(packed / np.float32(scale))
+            # in chunks: a minibatch-discrimination layer costs (rows)^2 memory, and judges each
+            # point beside the others of its chunk
+            for start in range(0, len(packed), 256):
+                out = D(Tensor(packed[start:start + 256], device=device))
+                out = F.sigmoid(out) if sigmoid else out
+                total[start:start + 256] += out.numpy().reshape(-1)
+    D.train(was_training)
     return (total / len(companions)).reshape(resolution, resolution)
 
 
@@ -247,13 +301,18 @@ def train_toy2d(config=None, seed=0, progress=None, device="cpu", **overrides):
     ``progress`` callback does: it reads the losses)."""
     config = dataclasses.replace(config or Toy2DConfig(), **overrides).resolved()
     modes, std, extent, scale = mixture(config.data)
-    m, B, wgan = config.pack, config.batch, config.loss != "gan"
+    m, B, wgan = config.pack, config.batch, config.loss != "gan"   # wgan: raw scores, no sigmoid
+    d_loss_fn, g_loss_fn = ((d_loss_hinge, g_loss_hinge) if config.loss == "hinge"
+                            else (d_loss_minimax, g_loss_nonsaturating))
+    features = None
     train_seq, eval_seq, view_seq = np.random.SeedSequence(seed).spawn(3)
     rng, view_rng = np.random.default_rng(train_seq), np.random.default_rng(view_seq)
     manual_seed(seed)
     G, D = build_models(config)
     G.to(device)   # weights drawn on the CPU from the seed, then moved (in place; a no-op on cpu)
     D.to(device)
+    if config.feature_matching:
+        features = discriminator_features(D, config)
     if config.loss == "wgan":
         opt_g = optim.RMSprop(G.parameters(), lr=config.lr_g)
         opt_d = optim.RMSprop(D.parameters(), lr=config.lr_d)
@@ -290,6 +349,11 @@ def train_toy2d(config=None, seed=0, progress=None, device="cpu", **overrides):
             z = Tensor(rng.standard_normal((B * m, config.z_dim)).astype(np.float32),
                        device=device)
             last = k == config.d_steps - 1
+            if last and config.unroll:
+                # D's update is the first of the K unrolled steps; G descends f_K
+                d_loss, g_loss = unrolled_train_step(G, D, opt_g, opt_d, real, z, config.unroll,
+                                                     m, d_loss_fn, g_loss_fn)
+                break
             if last:
                 fake = G(z)   # kept with its graph: the generator's update below reuses it
                 fake_in = fake.detach()
@@ -298,26 +362,35 @@ def train_toy2d(config=None, seed=0, progress=None, device="cpu", **overrides):
                     fake_in = G(z)
             opt_d.zero_grad()
             real_out, fake_out = D(pack(real, m)), D(pack(fake_in, m))
-            if config.loss == "gan":
-                d_loss = d_loss_minimax(real_out, fake_out)
+            if config.loss in ("gan", "hinge"):
+                d_loss = d_loss_fn(real_out, fake_out)
             else:
                 d_loss = wasserstein_critic_loss(real_out, fake_out)
                 if config.loss == "wgan-gp":
                     d_loss = d_loss + gradient_penalty(
                         D, pack(real, m), pack(fake_in, m), config.gp_lambda, rng)
+            if config.r1_gamma:
+                d_loss = d_loss + r1_penalty(D, pack(real, m), config.r1_gamma)
             d_loss.backward()
             opt_d.step()
             if config.loss == "wgan":
                 clip_weights_(D, config.clip)
-        opt_g.zero_grad()
-        D.requires_grad_(False)   # the generator's update needs no gradients of D's weights
-        try:
-            fake_out = D(pack(fake, m))
-            g_loss = wasserstein_generator_loss(fake_out) if wgan else g_loss_nonsaturating(fake_out)
-            g_loss.backward()
-        finally:
-            D.requires_grad_(True)
-        opt_g.step()
+        if not config.unroll:
+            opt_g.zero_grad()
+            D.requires_grad_(False)   # the generator's update needs no gradients of D's weights
+            try:
+                if features is not None:
+                    with no_grad():
+                        real_features = features(pack(real, m))
+                    g_loss = feature_matching_loss(real_features, features(pack(fake, m)))
+                elif config.loss in ("gan", "hinge"):
+                    g_loss = g_loss_fn(D(pack(fake, m)))
+                else:
+                    g_loss = wasserstein_generator_loss(D(pack(fake, m)))
+                g_loss.backward()
+            finally:
+                D.requires_grad_(True)
+            opt_g.step()
         seconds += time.perf_counter() - tick
 
         record = config.log_every and (step % config.log_every == 0 or step == config.steps)

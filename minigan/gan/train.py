@@ -88,11 +88,20 @@ def _check_finite(loss, name, step=None, inputs=None, models=None):
     return value
 
 
-def train_step(G, D, opt_g, opt_d, real, z, step=None):
+# loss name -> the names of its D and G functions in losses (looked up at each step)
+LOSSES = {"gan": ("d_loss_minimax", "g_loss_nonsaturating"),
+          "hinge": ("d_loss_hinge", "g_loss_hinge")}
+
+
+def train_step(G, D, opt_g, opt_d, real, z, step=None, loss="gan"):
     """One iteration of Algorithm 1 on a real batch (N, C, H, W) and noise z (N, nz).
 
     D step: minimise  L_D = -mean log D(x) - mean log(1 - D(G(z)))   (G(z) detached: only D learns)
     G step: minimise  L_G = -mean log D(G(z))                         (D frozen: only G learns)
+
+    ``loss="hinge"`` trains with the hinge losses instead (SN-GAN): L_D = mean max(0, 1 - D(x))
+    + mean max(0, 1 + D(G(z))), L_G = -mean D(G(z)); d_real / d_fake are then sigmoid(D) of
+    raw scores.
 
     Returns :class:`StepStats`. Raises :class:`NonFiniteLossError` (naming ``step`` when given)
     before an update would use a NaN or infinite loss.
@@ -104,7 +113,10 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None):
     #    at the samples, so this backward reaches D's parameters only.
     real_logits = D(real)
     fake_logits = D(fake.detach())
-    loss_d = losses.d_loss_minimax(real_logits, fake_logits)
+    if loss not in LOSSES:
+        raise ValueError(f"train_step: loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    d_loss_fn, g_loss_fn = (getattr(losses, name) for name in LOSSES[loss])
+    loss_d = d_loss_fn(real_logits, fake_logits)
     loss_d_value = _check_finite(loss_d, "discriminator loss", step,
                                  {"real batch": real, "noise z": z}, {"G": G, "D": D})
     opt_d.zero_grad()
@@ -115,7 +127,7 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None):
     #    step does not train D, so computing its weight gradients would be wasted work.
     D.requires_grad_(False)
     try:
-        loss_g = losses.g_loss_nonsaturating(D(fake))
+        loss_g = g_loss_fn(D(fake))
         loss_g_value = _check_finite(loss_g, "generator loss", step, {"noise z": z},
                                      {"G": G, "D": D})
         opt_g.zero_grad()

@@ -8,3 +8,5 @@ from .module import Module, Parameter
 from .instancenorm import InstanceNorm2d
 from .padding import ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d
 from .masked import MaskedConv2d, causal_mask
+from .minibatch import MinibatchDiscrimination
+from . import utils
