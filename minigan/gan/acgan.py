@@ -13,7 +13,7 @@ guesses it, from real and generated images alike. The paper's two log-likelihood
 
 D is trained to maximise L_S + L_C and G to maximise L_C - L_S. As everywhere in minigan, G's
 part of L_S is replaced by the non-saturating -E[log P(S = real | x_fake)] (Goodfellow et al.'s
-section 3; the paper's reference code does the same), so
+section 3), so
 
     D minimises  BCE(psi(h_real), 1) + BCE(psi(h_fake), 0) + CE(chi(h_real), y) + CE(chi(h_fake), c)
     G minimises  BCE(psi(h_fake), 1) + CE(chi(h_fake), c)

@@ -9,7 +9,7 @@
 
 (K = 10 and M = 2 for MNIST, as in the paper.) Q(c, s | x) approximates the posterior of the
 codes given an image. The mutual information I(c, s; G(z, c, s)) has the variational lower bound
-(the paper's Lemma 5.1)
+(the paper's section 5)
 
     L_I(G, Q) = E_{c, s, x = G(z, c, s)}[log Q(c | x) + log Q(s | x)] + H(c) + H(s)  <=  I
 

@@ -1,7 +1,7 @@
 """Intra-class diversity: how different the images of one class are from each other.
 
 A class-conditional generator can draw the right digit every time and still draw it the same way
-every time; ACGAN is known to (Odena et al. 2017, section 4.4; its generator is rewarded for
+every time; ACGAN is known to (Odena et al. 2017; its generator is rewarded for
 the images its auxiliary classifier reads most easily). Label accuracy cannot see this, FID over
 all classes only partly. Here, per class k, the mean distance between two different images of
 the class in the shipped LeNet's feature space (the features FID uses):

@@ -11,7 +11,7 @@ the linear assignment problem, solved exactly by the Hungarian method
 (``scipy.optimize.linear_sum_assignment``) in O(K^3) instead of trying all K! permutations. A
 permuted identity scores 1; a code that ignores c (every row the same) scores the share of the
 most common digits, 1/K for uniform rows; a collapsed G that draws one digit for all codes 1/K.
-This is the "5% error after matching" figure of Chen et al. (2016), section 5.1.
+This is how the "5% error" of Chen et al. (2016) on MNIST is read.
 """
 from typing import NamedTuple
 
