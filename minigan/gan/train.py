@@ -59,11 +59,14 @@ def _check_finite(loss, name, step=None):
     return value
 
 
-def train_step(G, D, opt_g, opt_d, real, z, step=None):
+def train_step(G, D, opt_g, opt_d, real, z, step=None, augment=None):
     """One iteration of Algorithm 1 on a real batch (N, C, H, W) and noise z (N, nz).
 
     D step: minimise  L_D = -mean log D(x) - mean log(1 - D(G(z)))   (G(z) detached: only D learns)
     G step: minimise  L_G = -mean log D(G(z))                         (D frozen: only G learns)
+
+    ``augment``, when given, is a differentiable T applied to every batch D sees, real and fake,
+    in both steps (D(T(x)), D(T(G(z))): :class:`minigan.gan.augment.DiffAugment`).
 
     Returns :class:`StepStats`. Raises :class:`NonFiniteLossError` (naming ``step`` when given)
     before an update would use a NaN or infinite loss.
@@ -73,8 +76,9 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None):
 
     # 2. discriminator step: real batch labelled 1, fake batch labelled 0. detach() cuts the graph
     #    at the samples, so this backward reaches D's parameters only.
-    real_logits = D(real)
-    fake_logits = D(fake.detach())
+    T = augment if augment is not None else (lambda x: x)
+    real_logits = D(T(real))
+    fake_logits = D(T(fake.detach()))
     loss_d = losses.d_loss_minimax(real_logits, fake_logits)
     loss_d_value = _check_finite(loss_d, "discriminator loss", step)
     opt_d.zero_grad()
@@ -85,7 +89,7 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None):
     #    step does not train D, so computing its weight gradients would be wasted work.
     D.requires_grad_(False)
     try:
-        loss_g = losses.g_loss_nonsaturating(D(fake))
+        loss_g = losses.g_loss_nonsaturating(D(T(fake)))
         loss_g_value = _check_finite(loss_g, "generator loss", step)
         opt_g.zero_grad()
         loss_g.backward()
