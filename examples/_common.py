@@ -226,12 +226,15 @@ class TrainingRun:
     at every epoch's end and a checkpoint (with a metrics record of the mean statistics since the
     last one) every ``--checkpoint-every`` iterations, one epoch by default, and at the end.
     ``per_epoch``: iterations per epoch; ``images_per_iteration``: real images one iteration
-    uses (for images/s).
+    uses (for images/s). ``generator``: the record that rebuilds the run's generator from the
+    checkpoint alone (:func:`minigan.gan.rebuild.generator_record`; examples/sample.py reads it),
+    written into every checkpoint's ``extra["generator"]``.
     """
 
     def __init__(self, args, models, optimizers, loader, config, stat_names, per_epoch,
-                 images_per_iteration):
+                 images_per_iteration, generator=None):
         self.args, self.models, self.optimizers, self.loader = args, models, optimizers, loader
+        self.generator = generator
         self.config, self.per_epoch = config, per_epoch
         self.images_per_iteration = images_per_iteration
         self.files = RunDir(args.out)
@@ -280,6 +283,8 @@ class TrainingRun:
         """Save the run's state, and append the mean statistics since ``last_saved``."""
         extra = {"config": self.config,
                  "history": {name: np.asarray(v, np.float64) for name, v in self.history.items()}}
+        if self.generator is not None:
+            extra["generator"] = self.generator
         save_run(self.files.checkpoint, self.models, self.optimizers, self.step, self.loader, extra)
         record = {"step": self.step, "epoch": self.step / self.per_epoch,
                   **{name: float(np.mean(v[last_saved:self.step]))

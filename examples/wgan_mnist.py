@@ -33,6 +33,7 @@ import sys
 import minigan as mg
 from minigan import backend, io, optim
 from minigan.data import Batches
+from minigan.gan.rebuild import generator_record
 from minigan.gan.wgan import make_wgan, wgan_train_step
 
 from ._common import (TrainingRun, add_common_args, check_args, final_metrics, fixed_noise,
@@ -120,7 +121,8 @@ def main(argv=None):
               "ngf": args.ngf, "ndf": args.ndf, "n_critic": args.n_critic, **constraint}
     run = TrainingRun(args, {"G": G, "critic": critic}, {"G": opt_g, "critic": opt_c}, loader,
                       config, STAT_NAMES, per_epoch=per_epoch,
-                      images_per_iteration=args.batch_size * args.n_critic)
+                      images_per_iteration=args.batch_size * args.n_critic,
+                      generator=generator_record(G, {"nz": args.nz, "ngf": args.ngf}))
     print(f"{args.mode.upper()}: {described}; {per_epoch} iterations of {args.n_critic} critic "
           f"steps per epoch (batch {args.batch_size}); training to iteration {run.total} on "
           f"{device}; writing to {run.files.folder}")
