@@ -27,7 +27,10 @@ import sys
 import minigan as mg
 from minigan import backend, io, optim
 from minigan.data import Batches
-from minigan.gan.models import make_dcgan
+from minigan.gan.augment import POLICIES, DiffAugment
+from minigan.gan.ema import EMA, noise_batches, recompute_batchnorm
+from minigan.gan.models import Generator, make_dcgan
+from minigan.gan.rebuild import generator_record
 from minigan.gan.train import sample_noise, train_step
 
 from ._common import (TrainingRun, add_common_args, check_args, final_metrics, fixed_noise,
@@ -40,14 +43,44 @@ from ._common import (TrainingRun, add_common_args, check_args, final_metrics, f
 # is margin and sharpening.
 DEFAULT_ITERS = 2000
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
+# The two recipes --recipe picks from; a flag given explicitly overrides its recipe's value.
+RECIPES = {
+    "paper": {"augment": "none", "ema": 0.0, "lr": 2e-4, "lr_d": 2e-4},
+    "small-data": {"augment": "translation,cutout", "ema": 0.999, "lr": 2e-4, "lr_d": 2e-4},
+}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser, iters=DEFAULT_ITERS, out="runs/dcgan_mnist")
     parser.add_argument("--samples", type=int, default=64, help="images in each sample grid")
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default="small-data",
+                        help="small-data (default): DiffAugment and an EMA generator; paper: "
+                             "Radford et al.'s exact recipe")
+    parser.add_argument("--augment", default=None,
+                        help="DiffAugment policy applied to every image D sees: 'none' or a "
+                             f"comma list of {', '.join(POLICIES)} (default: the recipe's)")
+    parser.add_argument("--ema", type=float, default=None,
+                        help="beta of the EMA generator used for grids and metrics, 0 for none "
+                             "(default: the recipe's)")
+    parser.add_argument("--lr-d", type=float, default=None,
+                        help="D's learning rate when it differs from G's --lr (default: the "
+                             "recipe's)")
+    parser.set_defaults(lr=None)
     args = parser.parse_args(argv)
+    for name, value in RECIPES[args.recipe].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     check_args(args)
+    if not 0 <= args.ema < 1:
+        sys.exit(f"--ema must be in [0, 1), got {args.ema}")
+    if not args.lr_d > 0:
+        sys.exit(f"--lr-d must be > 0, got {args.lr_d}")
+    policy = () if args.augment == "none" else tuple(args.augment.split(","))
+    bad = [p for p in policy if p not in POLICIES]
+    if bad:
+        sys.exit(f"--augment: unknown {bad}; 'none' or a comma list of {', '.join(POLICIES)}")
+    args.policy = policy
     if args.samples < 1:
         sys.exit(f"--samples must be >= 1, got {args.samples}")
     return args
@@ -65,33 +98,58 @@ def main(argv=None):
     G.to(device)
     D.to(device)
     opt_g = optim.Adam(G.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    opt_d = optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    opt_d = optim.Adam(D.parameters(), lr=args.lr_d, betas=(0.5, 0.999))
+    augment = DiffAugment(args.policy) if args.policy else None
+    models = {"G": G, "D": D}
+    ema = None
+    if args.ema > 0:   # the averaged G draws the grids and is measured; G and D train as before
+        ema = EMA(G, Generator(args.nz, args.ngf).to(device), beta=args.ema)
+        models["G_ema"] = ema.model
     # settings a resumed run must share with the checkpoint to continue it exactly
     config = {"dataset": args.dataset, "images": len(images), "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf}
-    run = TrainingRun(args, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, loader, config,
-                      STAT_NAMES, per_epoch=len(loader), images_per_iteration=args.batch_size)
+    if args.recipe != "paper" or args.policy or ema is not None or args.lr_d != args.lr:
+        config.update(recipe=args.recipe, augment=",".join(args.policy) or "none", ema=args.ema,
+                      lr_d=args.lr_d)
+    record = generator_record(G, {"nz": args.nz, "ngf": args.ngf},
+                              model="G" if ema is None else "G_ema")
+    run = TrainingRun(args, models, {"G": opt_g, "D": opt_d}, loader, config,
+                      STAT_NAMES, per_epoch=len(loader), images_per_iteration=args.batch_size,
+                      generator=record)
+    if ema is not None:
+        ema.updates = run.step
     print(f"{described}; {len(loader)} batches of {args.batch_size} per epoch; "
-          f"training to iteration {run.total} on {device}; writing to {run.files.folder}")
+          f"training to iteration {run.total} on {device} with the {args.recipe} recipe "
+          f"(augment: {','.join(args.policy) or 'none'}, EMA: {args.ema or 'none'}, "
+          f"lr G {args.lr:g} D {args.lr_d:g}); writing to {run.files.folder}")
 
     z_grid = fixed_noise(args.samples, args.nz, args.seed)
     batches = loader.forever()
 
+    G_shown = G if ema is None else ema.model   # what the grids and metrics show
+
     def one_iteration(step):
         real = mg.Tensor(next(batches))
         z = sample_noise(args.batch_size, args.nz, device)
-        return train_step(G, D, opt_g, opt_d, real, z, step=step)
+        stats = train_step(G, D, opt_g, opt_d, real, z, step=step, augment=augment)
+        if ema is not None:
+            ema.update(G)
+            if step % run.per_epoch == 0 or step % run.every == 0 or step == run.total:
+                # before a grid or a checkpoint: statistics that match the averaged weights
+                recompute_batchnorm(ema.model, noise_batches(args.nz, args.seed, device=device))
+        return stats
 
     def shown(stats):
         return {"D": stats.loss_d, "G": stats.loss_g, "D(x)": stats.d_real, "D(G(z))": stats.d_fake}
 
-    if not run.train(one_iteration, shown, lambda path: save_samples(G, z_grid, path, device)):
+    if not run.train(one_iteration, shown,
+                     lambda path: save_samples(G_shown, z_grid, path, device)):
         return 1
-    save_final_pictures(run, G, z_grid, args, device)
+    save_final_pictures(run, G_shown, z_grid, args, device)
     if run.history["loss_d"]:
         io.plot_curves({"D loss": run.history["loss_d"], "G loss": run.history["loss_g"]},
                        run.files.losses, title="DCGAN on MNIST", xlabel="iteration", ylabel="loss")
-    run.finish({} if args.no_metrics else final_metrics(G, args, device))
+    run.finish({} if args.no_metrics else final_metrics(G_shown, args, device))
     return 0
 
 
