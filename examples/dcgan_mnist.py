@@ -3,12 +3,24 @@
     python -m examples.dcgan_mnist                      # the default run: a few minutes on 2 cores
     python -m examples.dcgan_mnist --epochs 20 --out runs/long
     python -m examples.dcgan_mnist --resume             # continue the run in --out
+    python -m examples.dcgan_mnist --recipe paper       # Radford et al.'s exact recipe
     python -m examples.dcgan_mnist --iters 3 --ngf 8 --ndf 8 --out /tmp/smoke
+    python -m examples.sample runs/dcgan_mnist --n 100  # new digits from the saved run
 
 The models are :mod:`minigan.gan.models` (28x28 DCGAN), trained with Adam (lr 2e-4, betas
 (0.5, 0.999)), batch 64, the discriminator's binary cross-entropy and the non-saturating
 generator loss; one iteration is :func:`minigan.gan.train.train_step`, Algorithm 1 of the GAN
-paper. The run folder (--out) receives, as training goes:
+paper. Two recipes (--recipe; --augment, --ema and --lr-d change one ingredient):
+
+    small-data  (default) D sees every image, real and fake, through DiffAugment (Zhao et al.
+                2020: random translation by up to 4 pixels and a 14x14 cutout, in both players'
+                steps, :mod:`minigan.gan.augment`), which keeps D from memorising the 4,500
+                bundled digits; the grids and metrics come from an exponential moving average
+                of G's weights (beta 0.999) with its batch-norm statistics recomputed for the
+                averaged weights (:mod:`minigan.gan.ema`). Costs the same per iteration.
+    paper       Radford et al. (2016) exactly: no augmentation, the trained G itself.
+
+The run folder (--out) receives, as training goes:
 
     samples_epoch001.png ...   G(z) for one fixed noise batch at the end of every epoch
     checkpoint.npz             every epoch (or --checkpoint-every iterations) and at the end

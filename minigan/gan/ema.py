@@ -72,9 +72,11 @@ def recompute_batchnorm(model, inputs):
     return model
 
 
-def noise_batches(nz, seed, batches=2, batch_size=256, device="cpu", dtype=np.float32):
+def noise_batches(nz, seed, batches=1, batch_size=256, device="cpu", dtype=np.float32):
     """``batches`` noise batches (batch_size, nz) from their own generator (seeded by ``seed``),
-    so recomputing statistics leaves the training noise stream alone."""
+    so recomputing statistics leaves the training noise stream alone. One batch of 256 gives
+    each DCGAN batch-norm channel 12,544 values or more, and costs the DCGAN example ~1.4% of
+    an epoch's time when recomputed once per epoch."""
     rng = np.random.default_rng([seed, 5])
     return [backend.to_device(rng.standard_normal((batch_size, nz)).astype(dtype), device)
             for _ in range(batches)]
