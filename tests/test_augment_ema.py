@@ -161,3 +161,21 @@ def test_averaged_generator_with_recomputed_statistics_matches_its_own_activatio
         ema.model.train()
         trained = ema.model(mg.Tensor(z)).data
     assert np.abs(evaluated - trained).mean() < 0.02
+
+
+def test_dcgan_example_recipes_and_their_flags():
+    from examples import dcgan_mnist
+    default = dcgan_mnist.parse_args([])
+    assert (default.recipe, default.policy, default.ema) == ("small-data",
+                                                             ("translation", "cutout"), 0.999)
+    paper = dcgan_mnist.parse_args(["--recipe", "paper"])
+    assert (paper.policy, paper.ema, paper.lr, paper.lr_d) == ((), 0.0, 2e-4, 2e-4)
+    mixed = dcgan_mnist.parse_args(["--recipe", "paper", "--augment", "translation",
+                                    "--lr-d", "4e-4"])
+    assert (mixed.policy, mixed.ema, mixed.lr_d) == (("translation",), 0.0, 4e-4)
+    with pytest.raises(SystemExit, match="--augment: unknown \\['color'\\]"):
+        dcgan_mnist.parse_args(["--augment", "translation,color"])
+    with pytest.raises(SystemExit, match="--ema must be in \\[0, 1\\), got 1.0"):
+        dcgan_mnist.parse_args(["--ema", "1"])
+    with pytest.raises(SystemExit, match="--lr-d must be > 0"):
+        dcgan_mnist.parse_args(["--lr-d", "0"])
