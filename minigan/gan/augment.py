@@ -82,7 +82,8 @@ class DiffAugment:
         rng = backend.rng("cpu")
         for p in self.policy:
             if p == "translation":
-                ry, rx = int(h * self.translation_ratio + 0.5), int(w * self.translation_ratio + 0.5)
+                ry = int(h * self.translation_ratio + 0.5)   # the paper's rounding
+                rx = int(w * self.translation_ratio + 0.5)
                 x = translate(x, rng.integers(-ry, ry + 1, n), rng.integers(-rx, rx + 1, n),
                               self.background)
             else:

@@ -23,7 +23,8 @@ class EMA:
     ``ema.model`` is the average (not trained, no gradients). ``beta``: the weight of the old
     average (0.999: a horizon of about 1,000 steps). The first steps average with a smaller beta,
     min(beta, (1 + t) / (10 + t)) after t updates, so the copy forgets the random initialisation
-    quickly (after 2,000 updates that is 0.9955: a horizon of about 220 steps). ``updates`` is that t: a resumed run sets it to the step it resumes at (the averaged
+    quickly (after 2,000 updates that is 0.9955: a horizon of about 220 steps). ``updates`` is
+    that t: a resumed run sets it to the step it resumes at (the averaged
     weights themselves are saved as one of the run's models)."""
 
     def __init__(self, model, average, beta=0.999):

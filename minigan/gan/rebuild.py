@@ -58,7 +58,8 @@ def generator_record(G, kwargs, model="G", labels=None, **latent):
     theirs = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     if ours != theirs:
         raise ValueError(f"generator_record: {path}(**{kwargs}) does not rebuild this generator "
-                         f"(parameters differ: {sorted(set(ours.items()) ^ set(theirs.items()))[:4]})")
+                         "(parameters differ: "
+                         f"{sorted(set(ours.items()) ^ set(theirs.items()))[:4]})")
     return record
 
 
@@ -86,7 +87,8 @@ def build_generator(record):
     try:
         return cls(**record["kwargs"])
     except TypeError as e:
-        raise NotAGeneratorCheckpoint(f"{record['class']}(**{record['kwargs']}) failed: {e}") from None
+        raise NotAGeneratorCheckpoint(
+            f"{record['class']}(**{record['kwargs']}) failed: {e}") from None
 
 
 def checkpoint_file(path):
