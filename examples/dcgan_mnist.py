@@ -57,8 +57,8 @@ DEFAULT_ITERS = 2000
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 # The two recipes --recipe picks from; a flag given explicitly overrides its recipe's value.
 RECIPES = {
-    "paper": {"augment": "none", "ema": 0.0, "lr": 2e-4, "lr_d": 2e-4},
-    "small-data": {"augment": "translation,cutout", "ema": 0.999, "lr": 2e-4, "lr_d": 2e-4},
+    "paper": {"augment": "none", "ema": 0.0, "lr": 2e-4},
+    "small-data": {"augment": "translation,cutout", "ema": 0.999, "lr": 2e-4},
 }
 
 
@@ -76,13 +76,14 @@ def parse_args(argv=None):
                         help="beta of the EMA generator used for grids and metrics, 0 for none "
                              "(default: the recipe's)")
     parser.add_argument("--lr-d", type=float, default=None,
-                        help="D's learning rate when it differs from G's --lr (default: the "
-                             "recipe's)")
+                        help="D's learning rate when it differs from G's (default: --lr)")
     parser.set_defaults(lr=None)
     args = parser.parse_args(argv)
     for name, value in RECIPES[args.recipe].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.lr_d is None:   # --lr sets both players' rates unless --lr-d parts them
+        args.lr_d = args.lr
     check_args(args)
     if not 0 <= args.ema < 1:
         sys.exit(f"--ema must be in [0, 1), got {args.ema}")

@@ -179,3 +179,11 @@ def test_dcgan_example_recipes_and_their_flags():
         dcgan_mnist.parse_args(["--ema", "1"])
     with pytest.raises(SystemExit, match="--lr-d must be > 0"):
         dcgan_mnist.parse_args(["--lr-d", "0"])
+
+
+def test_dcgan_lr_sets_both_players_unless_lr_d_parts_them():
+    from examples import dcgan_mnist
+    both = dcgan_mnist.parse_args(["--lr", "1e-3"])
+    assert (both.lr, both.lr_d) == (1e-3, 1e-3)
+    parted = dcgan_mnist.parse_args(["--lr", "1e-4", "--lr-d", "4e-4"])
+    assert (parted.lr, parted.lr_d) == (1e-4, 4e-4)
