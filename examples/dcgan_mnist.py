@@ -19,9 +19,9 @@ paper. Two recipes (--recipe; --augment, --ema and --lr-d change one ingredient)
                 bundled digits; the grids and metrics come from an exponential moving average
                 of G's weights (beta 0.999) with its batch-norm statistics recomputed for the
                 averaged weights (:mod:`minigan.gan.ema`). Costs the same per iteration, but
-                learns more slowly at first: after 700 iterations FID 290-303 (3 seeds)
-                against the paper recipe's 232 (seed 0), so it is not the default; whether it
-                wins later is not yet measured (benchmarks/RESULTS.md, issue 17).
+                learns more slowly: after 2,000 iterations FID 271-289 (3 seeds) against the
+                paper recipe's 135.6 (seed 0), so it is not the default (benchmarks/RESULTS.md,
+                issue 17).
 
 The run folder (--out) receives, as training goes:
 
