@@ -341,7 +341,7 @@ class TrainingRun:
     checkpoint's ``extra`` (e.g. what a sampler needs to rebuild a model); ``state``: objects
     with get_state() / set_state(s) saved and restored with the run (e.g. an image pool);
     ``generator``: the record that rebuilds the run's generator from the checkpoint alone
-    (examples/sample.py reads it), stored as ``extra["generator"]``.
+    (:func:`minigan.gan.rebuild.generator_record`; examples/sample.py reads it), stored as ``extra["generator"]``.
 
     With ``comm`` (a distributed run, see :func:`distribute`): the statistics are averaged over
     the ranks every iteration; rank 0 alone prints, draws and writes; a checkpoint also holds

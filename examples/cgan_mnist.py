@@ -32,6 +32,7 @@ from minigan import backend, io, optim
 from minigan.data import Batches, load_bundled, load_mnist, to_unit_range
 from minigan.gan.conditional import (conditional_train_step, generate_conditional,
                                      label_accuracy, make_conditional_dcgan)
+from minigan.gan.rebuild import generator_record
 from minigan.gan.train import sample_noise
 
 from ._common import TrainingRun, add_common_args, check_args
@@ -130,7 +131,9 @@ def main(argv=None):
     config = {"dataset": args.dataset, "images": len(images), "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf}
     run = TrainingRun(args, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, loader, config,
-                      STAT_NAMES, per_epoch=len(loader), images_per_iteration=args.batch_size)
+                      STAT_NAMES, per_epoch=len(loader), images_per_iteration=args.batch_size,
+                      generator=generator_record(G, {"nz": args.nz, "ngf": args.ngf},
+                                                 labels=DIGITS))
     print(f"{described}; {len(loader)} batches of {args.batch_size} per epoch; "
           f"training to iteration {run.total} on {device}; writing to {run.files.folder}")
 

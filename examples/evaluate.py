@@ -29,6 +29,7 @@ import numpy as np
 import minigan as mg
 from minigan import backend, io, metrics
 from minigan.data import load_mnist
+from minigan.gan import rebuild
 from minigan.gan.models import Generator
 from minigan.gan.train import generate
 
@@ -47,6 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--n", type=int, default=FINAL_METRICS_SAMPLES, help="samples to draw from a run")
     p.add_argument("--seed", type=seed_arg, default=None,
                    help="noise seed for a run's samples (default: the run's own seed)")
+    p.add_argument("--model", default=None,
+                   help="which of the checkpoint's models to score (default: the generator the "
+                        "run recorded, e.g. the DCGAN example's EMA generator, else 'G')")
     add_device_arg(p, help="where G runs")
     p.add_argument("--real", help="a .npy / .npz of real images for FID (default: held-out digits)")
     p.add_argument("--no-baseline", action="store_true", help="skip the real-vs-real FID line")
@@ -89,32 +93,42 @@ def checkpoint_path(run):
     return path
 
 
-def load_generator(path):
+def load_generator(path, model=None):
     """(Generator with the checkpoint's weights, the run's config dict).
 
-    The sizes come from the weights themselves (the first layer's weight is (nz, 4 ngf, 7, 7),
-    the last one's (2 ngf, nc, 4, 4)), so a checkpoint whose config lacks them still loads."""
+    The generator its run recorded (:mod:`minigan.gan.rebuild`) when it is an unconditional one;
+    otherwise model 'G', its sizes taken from the weights themselves (the first layer's weight
+    is (nz, 4 ngf, 7, 7), the last one's (2 ngf, nc, 4, 4)), so an older checkpoint still loads."""
     state = io.load_checkpoint(path)
     models = state.get("models") or {}
-    if "G" not in models:
-        sys.exit(f"{path} holds no generator 'G' (its models: {sorted(models)})")
-    weights = models["G"]
+    config = dict((state.get("extra") or {}).get("config") or {})
+    record = (state.get("extra") or {}).get("generator")
+    if record is not None and set(record.get("latent", {})) == {"nz"}:
+        try:
+            G, record, step = rebuild.load_generator(path, model=model)
+        except rebuild.NotAGeneratorCheckpoint as e:
+            sys.exit(str(e))
+        config.update(nz=int(record["latent"]["nz"]), step=step, model=record["model"])
+        return G, config
+    model = model or "G"
+    if model not in models:
+        sys.exit(f"{path} holds no generator {model!r} (its models: {sorted(models)})")
+    weights = models[model]
     if "net.0.weight" not in weights or "net.6.weight" not in weights:
-        sys.exit(f"{path}: 'G' is not the DCGAN generator of minigan.gan.models "
+        sys.exit(f"{path}: {model!r} is not the DCGAN generator of minigan.gan.models "
                  f"(its parameters: {sorted(weights)[:6]}...)")
     nz, ngf4 = weights["net.0.weight"].shape[:2]
     nc = weights["net.6.weight"].shape[1]
     G = Generator(nz=int(nz), ngf=int(ngf4) // 4, nc=int(nc))
     G.load_state_dict(weights)
-    config = dict((state.get("extra") or {}).get("config") or {})
-    config.update(nz=int(nz), ngf=int(ngf4) // 4, step=int(state.get("step", 0)))
+    config.update(nz=int(nz), ngf=int(ngf4) // 4, step=int(state.get("step", 0)), model=model)
     return G, config
 
 
 def run_samples(args):
     """(images (n, 1, 28, 28) in [-1, 1], a description) drawn from the run's generator."""
     path = checkpoint_path(args.run)
-    G, config = load_generator(path)
+    G, config = load_generator(path, args.model)
     if config.get("dataset", "mnist") != "mnist":
         print(f"note: this run was trained on {config['dataset']}; the metrics look through an "
               "MNIST digit classifier, so read them with care", file=sys.stderr)
@@ -122,7 +136,8 @@ def run_samples(args):
     z = np.random.default_rng([seed, 3]).standard_normal((args.n, config["nz"])).astype(np.float32)
     G.to(args.device)
     images = backend.as_numpy(generate(G, mg.Tensor(backend.to_device(z, args.device))))
-    return images, f"{args.n} samples of {path} (iteration {config['step']}, noise seed {seed})"
+    return images, (f"{args.n} samples of {path} ('{config['model']}', iteration "
+                    f"{config['step']}, noise seed {seed})")
 
 
 def baseline_fid(n, classifier):

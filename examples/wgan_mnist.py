@@ -32,6 +32,7 @@ import sys
 
 import minigan as mg
 from minigan import backend, io, optim
+from minigan.gan.rebuild import generator_record
 from minigan.gan.wgan import make_wgan, wgan_train_step
 
 from ._common import (TrainingRun, abort_on_error, add_common_args, add_distributed_args,
@@ -131,7 +132,8 @@ def train(args, comm=None):
               "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "nz": args.nz,
               "ngf": args.ngf, "ndf": args.ndf, "n_critic": args.n_critic, **constraint}
     run = TrainingRun(args, models, optimizers, loader, config, STAT_NAMES, per_epoch=per_epoch,
-                      images_per_iteration=args.batch_size * args.n_critic, comm=comm)
+                      images_per_iteration=args.batch_size * args.n_critic, comm=comm,
+                      generator=generator_record(G, {"nz": args.nz, "ngf": args.ngf}))
     ranks = "" if comm is None else f" on each of {comm.size} ranks"
     if is_main(comm):
         print(f"{args.mode.upper()}: {described}; {per_epoch} iterations of {args.n_critic} "

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from minigan import io
+from minigan import io, plots
 from minigan.data.loader import Batches
 
 # --- image grids ----------------------------------------------------------------------------------
@@ -87,13 +87,18 @@ def test_plot_curves_png(tmp_path):
 def test_plot_curves_long_noisy_series_is_fast(tmp_path):
     rng = np.random.default_rng(1)
     ys = rng.standard_normal(200_000).cumsum()
-    start = time.perf_counter()
+    io.plot_curves({"walk": ys[:2000]}, tmp_path / "short.png")   # matplotlib's first-use costs
+    start = time.process_time()   # CPU time: wall time on a shared machine is mostly waiting
+    io.plot_curves({"walk": ys[:2000]}, tmp_path / "short.png")
+    short = time.process_time() - start
+    start = time.process_time()
     path = io.plot_curves({"walk": ys}, tmp_path / "w.png")
-    assert time.perf_counter() - start < 2.0
+    # drawn as one band per pixel column: 100x the points, not 100x the time (measured: equal)
+    assert time.process_time() - start < 2 * short + 0.2
     with Image.open(path) as im:
         assert im.size == (800, 480)
         assert _count_colour(im, io.PALETTE[0]) > 300
-        assert _count_colour(im, io._lighter(io.PALETTE[0], 0.6)) > 300  # the min-max band
+        assert _count_colour(im, plots.lighter(io.PALETTE[0], 0.6)) > 300  # the min-max band
 
 
 def test_plot_curves_degenerate_and_bad_input(tmp_path):
@@ -108,16 +113,6 @@ def test_plot_curves_degenerate_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match="ylim"):
         io.plot_curves({"a": [1, 2]}, tmp_path / "x.png", ylim=(1, 1))
     assert not (tmp_path / "x.png").exists()
-
-
-def test_nice_ticks():
-    ticks, step = io._nice_ticks(0.0, 1.0)
-    assert step == 0.2 and ticks[0] == 0.0 and abs(ticks[-1] - 1.0) < 1e-12
-    ticks, step = io._nice_ticks(-3.7, 12.2)
-    assert step == 5 and ticks == [0.0, 5.0, 10.0]
-    ticks, step = io._nice_ticks(-0.031, -0.004)
-    assert step == 0.01 and [round(t, 6) for t in ticks] == [-0.03, -0.02, -0.01]
-    assert io._tick_label(-0.025, 0.005) == "-0.025" and io._tick_label(2e6, 1e6) == "2e+06"
 
 
 # --- scatter plots --------------------------------------------------------------------------------

@@ -273,7 +273,7 @@ def test_conv_without_blas_thread_control_runs_on_one_thread(split_every_call, m
     """Where NumPy's BLAS is not an OpenBLAS minigan can hold to one thread, the convolutions
     keep to the calling thread (the BLAS shares out each product itself) and give the same
     results."""
-    monkeypatch.setattr(cpu_gemm, "_openblas", None)
+    monkeypatch.setattr(cpu_gemm, "_BLAS", [])
     used = []
     real = cpu_threads.run_tasks
 
@@ -289,10 +289,11 @@ def test_conv_without_blas_thread_control_runs_on_one_thread(split_every_call, m
     assert used == [1, 1, 1]
 
 
-@pytest.mark.skipif(cpu_gemm._openblas is None, reason="NumPy's BLAS here is not an OpenBLAS "
-                    "whose thread control minigan can find")
+@pytest.mark.skipif(not cpu_gemm._BLAS, reason="threadpoolctl finds no BLAS whose thread count "
+                    "minigan can set")
 def test_gemm_runs_openblas_single_threaded_and_restores_the_setting(monkeypatch):
-    get, put = cpu_gemm._openblas
+    def get():
+        return [c.get_num_threads() for c in cpu_gemm._BLAS]
     before = get()
     seen = []
     real = cpu_threads.run_tasks
@@ -305,7 +306,7 @@ def test_gemm_runs_openblas_single_threaded_and_restores_the_setting(monkeypatch
     a = np.ones((300, 200), np.float32)
     out = np.empty((300, 100), np.float32)
     cpu_gemm.matmul(a, np.ones((200, 100), np.float32), out)
-    assert seen == [1] and get() == before
+    assert seen == [[1] * len(cpu_gemm._BLAS)] and get() == before
     np.testing.assert_array_equal(out, 200)
     with pytest.raises(ValueError):  # a failing product restores the setting too
         cpu_gemm.matmul(a, np.ones((201, 100), np.float32), out)

@@ -93,7 +93,7 @@ LOSSES = {"gan": ("d_loss_minimax", "g_loss_nonsaturating"),
           "hinge": ("d_loss_hinge", "g_loss_hinge")}
 
 
-def train_step(G, D, opt_g, opt_d, real, z, step=None, loss="gan"):
+def train_step(G, D, opt_g, opt_d, real, z, step=None, loss="gan", augment=None):
     """One iteration of Algorithm 1 on a real batch (N, C, H, W) and noise z (N, nz).
 
     D step: minimise  L_D = -mean log D(x) - mean log(1 - D(G(z)))   (G(z) detached: only D learns)
@@ -103,6 +103,9 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None, loss="gan"):
     + mean max(0, 1 + D(G(z))), L_G = -mean D(G(z)); d_real / d_fake are then sigmoid(D) of
     raw scores.
 
+    ``augment``, when given, is a differentiable T applied to every batch D sees, real and fake,
+    in both steps (D(T(x)), D(T(G(z))): :class:`minigan.gan.augment.DiffAugment`).
+
     Returns :class:`StepStats`. Raises :class:`NonFiniteLossError` (naming ``step`` when given)
     before an update would use a NaN or infinite loss.
     """
@@ -111,8 +114,9 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None, loss="gan"):
 
     # 2. discriminator step: real batch labelled 1, fake batch labelled 0. detach() cuts the graph
     #    at the samples, so this backward reaches D's parameters only.
-    real_logits = D(real)
-    fake_logits = D(fake.detach())
+    T = augment if augment is not None else (lambda x: x)
+    real_logits = D(T(real))
+    fake_logits = D(T(fake.detach()))
     if loss not in LOSSES:
         raise ValueError(f"train_step: loss must be one of {sorted(LOSSES)}, got {loss!r}")
     d_loss_fn, g_loss_fn = (getattr(losses, name) for name in LOSSES[loss])
@@ -127,7 +131,7 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None, loss="gan"):
     #    step does not train D, so computing its weight gradients would be wasted work.
     D.requires_grad_(False)
     try:
-        loss_g = g_loss_fn(D(fake))
+        loss_g = g_loss_fn(D(T(fake)))
         loss_g_value = _check_finite(loss_g, "generator loss", step, {"noise z": z},
                                      {"G": G, "D": D})
         opt_g.zero_grad()
