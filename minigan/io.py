@@ -12,6 +12,7 @@ numbers, strings, None, lists, tuples, dict keys that are ints) is JSON in one m
 No pickle is written or read.
 """
 import json
+import math
 import os
 import secrets
 import time

@@ -262,6 +262,9 @@ class MpiCommunicator:
             print(f"[rank {self.rank}/{self.size}] {message}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         sys.stderr.flush()
+        # MPI_Abort kills the job at once, and mpiexec's forwarding of this rank's output can
+        # lose what was just written (the message went missing in 1 run of 3): give it a moment
+        time.sleep(0.5)
         self.mpi_comm.Abort(errorcode)
         # MPICH's Abort asks the process manager to kill the job and may return before it has:
         # never let this rank carry on meanwhile
