@@ -489,22 +489,6 @@ class TrainingRun:
         return record
 
 
-def generator_metadata(G, kwargs, latent, model="G"):
-    """What a checkpoint records so that a sampler can rebuild and drive G on its own:
-
-        {"model": name of G in checkpoint["models"], "class": "module.ClassName",
-         "kwargs": constructor arguments, "latent": {"noise": nz, "noise_distribution": "normal",
-         "categorical": K (0: none), "continuous": M (0: none), ...}, "forward": argument names}
-
-    ``latent``: the latent layout's entries (given ones override the defaults above)."""
-    import inspect
-    layout = {"noise": kwargs.get("nz"), "noise_distribution": "normal", "categorical": 0,
-              "continuous": 0, **latent}
-    forward = [name for name in inspect.signature(type(G).forward).parameters if name != "self"]
-    return {"model": model, "class": f"{type(G).__module__}.{type(G).__qualname__}",
-            "kwargs": dict(kwargs), "latent": layout, "forward": forward}
-
-
 # --- pictures and final metrics -----------------------------------------------------------------
 
 def fixed_noise(n, nz, seed):

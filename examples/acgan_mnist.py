@@ -34,9 +34,10 @@ from minigan import backend, io, optim
 from minigan.data import Batches
 from minigan.gan.acgan import acgan_train_step, make_acgan
 from minigan.gan.conditional import generate_conditional, label_accuracy
+from minigan.gan.rebuild import generator_record
 from minigan.gan.train import sample_noise
 
-from ._common import TrainingRun, add_common_args, check_args, generator_metadata
+from ._common import TrainingRun, add_common_args, check_args
 from .cgan_mnist import DIGITS, grid_inputs, load_labelled_images, load_metrics_classifier, save_grid
 
 # Iterations of the default run: the cGAN's default length (the same generator, a D of the same
@@ -103,9 +104,8 @@ def main(argv=None):
     classifier = None if args.no_metrics or args.dataset != "mnist" else load_metrics_classifier()
     config = {"dataset": args.dataset, "images": len(images), "batch_size": args.batch_size,
               "lr": args.lr, "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf}
-    sampler = generator_metadata(G, {"nz": args.nz, "ngf": args.ngf, "nc": 1,
-                                     "num_classes": DIGITS},
-                                 {"categorical": DIGITS, "categorical_role": "label"})
+    sampler = generator_record(G, {"nz": args.nz, "ngf": args.ngf, "nc": 1, "num_classes": DIGITS},
+                               labels=DIGITS)
     run = TrainingRun(args, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, loader, config,
                       STAT_NAMES, per_epoch=len(loader), images_per_iteration=args.batch_size,
                       generator=sampler)

@@ -39,9 +39,9 @@ from minigan import backend, io, optim
 from minigan.data import Batches
 from minigan.gan.infogan import (LAMBDA_CONTINUOUS, NUM_CATEGORIES, NUM_CONTINUOUS,
                                  generate_infogan, infogan_train_step, make_infogan, sample_latent)
+from minigan.gan.rebuild import generator_record
 
-from ._common import (TrainingRun, add_common_args, check_args, generator_metadata,
-                      load_training_images)
+from ._common import TrainingRun, add_common_args, check_args, load_training_images
 from .cgan_mnist import load_metrics_classifier
 
 # Iterations of the default run (21 epochs of the bundled digits): at the cGAN's 0.16-0.19 s an
@@ -149,11 +149,11 @@ def main(argv=None):
     config = {"dataset": args.dataset, "images": len(images), "batch_size": args.batch_size,
               "lr": args.lr, "lr_g": args.lr_g, "lambda_cont": args.lambda_cont,
               "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf}
-    sampler = generator_metadata(
+    # examples.sample draws the codes as training does: a uniform category, U(-1, 1) continuous
+    sampler = generator_record(
         G, {"nz": args.nz, "ngf": args.ngf, "nc": 1, "num_categories": NUM_CATEGORIES,
             "num_continuous": NUM_CONTINUOUS},
-        {"categorical": NUM_CATEGORIES, "categorical_role": "code (unsupervised)",
-         "continuous": NUM_CONTINUOUS, "continuous_distribution": "uniform(-1, 1)"})
+        codes=NUM_CATEGORIES, continuous=NUM_CONTINUOUS)
     run = TrainingRun(args, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, loader, config,
                       STAT_NAMES, per_epoch=len(loader), images_per_iteration=args.batch_size,
                       generator=sampler)

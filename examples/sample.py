@@ -92,23 +92,30 @@ def labels_for(args, classes, n):
 def draw(G, record, args):
     """(n, C, H, W) float32 images in [-1, 1] from G, with the inputs its record asks for."""
     latent = record["latent"]
-    unknown = sorted(set(latent) - {"nz", "labels"})
+    unknown = sorted(set(latent) - {"nz", "labels", "codes", "continuous"})
     if unknown:
         sys.exit(f"{args.run}: this generator also takes {unknown}, which examples.sample "
                  "cannot draw yet")
     rng = np.random.default_rng(args.seed)
     z = truncated_noise(rng, (args.n, int(latent["nz"])), args.truncation).astype(np.float32)
     z = backend.to_device(z, args.device)
-    labels = None
-    if "labels" in latent:
-        labels = backend.to_device(labels_for(args, int(latent["labels"]), args.n), args.device)
+    labels, extra = None, []
+    # a conditional G takes labels; InfoGAN's takes an unsupervised categorical code (drawn
+    # uniformly, or --label's values) and continuous codes ~ U(-1, 1), as in its training
+    classes = latent.get("labels", latent.get("codes"))
+    if classes is not None:
+        labels = backend.to_device(labels_for(args, int(classes), args.n), args.device)
+        extra.append(labels)
     elif args.label is not None:
         sys.exit(f"--label: {args.run}'s generator is not conditional (it takes noise only)")
+    if latent.get("continuous"):
+        c = rng.uniform(-1.0, 1.0, (args.n, int(latent["continuous"]))).astype(np.float32)
+        extra.append(mg.Tensor(backend.to_device(c, args.device)))
     parts = []
     with mg.no_grad():
         for i in range(0, args.n, 256):   # batches of 256 bound the memory of a large --n
             zi = mg.Tensor(z[i:i + 256])
-            parts.append((G(zi) if labels is None else G(zi, labels[i:i + 256])).data)
+            parts.append(G(zi, *(e[i:i + 256] for e in extra)).data)
     return backend.as_numpy(backend.array_module(z).concatenate(parts)).astype(np.float32)
 
 
@@ -123,8 +130,8 @@ def main(argv=None):
     out = args.out or os.path.join(folder, f"samples_seed{args.seed}.png")
     nrow = args.nrow
     if nrow is None:
-        conditional = "labels" in record["latent"] and args.label is None
-        nrow = int(record["latent"]["labels"]) if conditional else 8
+        classes = record["latent"].get("labels", record["latent"].get("codes"))
+        nrow = int(classes) if classes is not None and args.label is None else 8
     io.save_image_grid(images, out, nrow=nrow, scale=2)
     written = [out]
     if args.npy:

@@ -260,13 +260,22 @@ def test_checkpoint_records_the_latent_layout_and_rebuilds_the_generator(tmp_pat
     state = io.load_checkpoint(out / "checkpoint.npz")
     meta = state["extra"]["generator"]
     assert meta["class"] == "minigan.gan.infogan.InfoGANGenerator"
-    assert meta["latent"] == {"noise": 8, "noise_distribution": "normal", "categorical": 10,
-                              "categorical_role": "code (unsupervised)", "continuous": 2,
-                              "continuous_distribution": "uniform(-1, 1)"}
-    assert meta["forward"] == ["z", "categories", "continuous"]
+    assert meta["latent"] == {"nz": 8, "codes": 10, "continuous": 2}
     G = InfoGANGenerator(**meta["kwargs"])
     G.load_state_dict(state["models"][meta["model"]])
     assert (G.nz, G.num_categories, G.num_continuous) == (8, 10, 2)
+    # examples.sample draws from it alone: noise, the asked code value, U(-1, 1) continuous codes
+    from examples import sample
+    npy = tmp_path / "code7.npy"
+    assert sample.main([str(out), "--n", "5", "--label", "7", "--npy", str(npy),
+                        "--out", str(tmp_path / "code7.png")]) in (0, None)
+    G.eval()
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((5, 8)).astype(np.float32)
+    c = rng.uniform(-1.0, 1.0, (5, 2)).astype(np.float32)
+    with mg.no_grad():
+        expected = G(mg.Tensor(z), np.full(5, 7, np.int64), mg.Tensor(c)).data
+    np.testing.assert_allclose(np.load(npy), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_resumed_run_ends_with_the_parameters_of_an_uninterrupted_one(tmp_path):

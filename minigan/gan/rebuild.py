@@ -7,7 +7,9 @@ Every example that trains a generator records, in its checkpoint's ``extra["gene
      "model":  "G_ema",                              which of the checkpoint's models holds it
      "latent": {"nz": 100, "labels": 10}}            what G is called with: noise (N, nz), and
                                                      for a conditional G labels (N,) in 0..9
-                                                     (omitted: G(z) alone)
+                                                     (omitted: G(z) alone); InfoGAN's G takes
+                                                     "codes": K (a category per image) and
+                                                     "continuous": M (codes ~ U(-1, 1)) instead
 
 :func:`generator_record` writes it and :func:`load_generator` reads it back. Only classes
 inside the ``minigan`` package are imported: a checkpoint is data, and a dotted path naming any
