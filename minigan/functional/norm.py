@@ -86,6 +86,19 @@ class BatchNormLeakyReLUTrain(BatchNormTrain):
         return grads
 
 
+def _update_running(running_mean, running_var, mean, var, count, momentum):
+    """The running estimates move towards the batch's mean and unbiased variance (count values
+    per channel), in place, after the forward succeeded; their versions move with them."""
+    if running_mean is not None:
+        running_mean.data *= 1 - momentum
+        running_mean.data += (momentum * mean).astype(running_mean.dtype)
+        running_mean._bump_version()
+    if running_var is not None:
+        running_var.data *= 1 - momentum
+        running_var.data += (momentum * var * count / (count - 1)).astype(running_var.dtype)
+        running_var._bump_version()
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
                training=False, momentum=0.1, eps=1e-5):
     """Batch norm of (N, C) or (N, C, H, W) input (``torch.nn.functional.batch_norm``)."""
@@ -148,14 +161,7 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training,  # noq
     else:
         y = BatchNormLeakyReLUTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd,
                                           eps=eps, negative_slope=negative_slope)
-    if running_mean is not None:
-        running_mean.data *= 1 - momentum
-        running_mean.data += (momentum * mean).astype(running_mean.dtype)
-        running_mean._bump_version()
-    if running_var is not None:
-        running_var.data *= 1 - momentum
-        running_var.data += (momentum * var * count / (count - 1)).astype(running_var.dtype)
-        running_var._bump_version()
+    _update_running(running_mean, running_var, mean, var, count, momentum)
     return y
 
 
@@ -277,14 +283,7 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,  #
     affine = () if weight is None else (weight, bias)
     y = SyncBatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd,
                                  count=count, comm=comm, eps=eps)
-    if running_mean is not None:
-        running_mean.data *= 1 - momentum
-        running_mean.data += (momentum * mean).astype(running_mean.dtype)
-        running_mean._bump_version()
-    if running_var is not None:
-        running_var.data *= 1 - momentum
-        running_var.data += (momentum * var * count / (count - 1)).astype(running_var.dtype)
-        running_var._bump_version()
+    _update_running(running_mean, running_var, mean, var, count, momentum)
     return y
 
 
