@@ -44,9 +44,8 @@ from minigan.gan.train import generate
 
 from ._common import TrainingRun, add_common_args, check_args
 
-# The default run, batch 8 (10.7 epochs of the bundled halves): 0.25 s of CPU time an iteration
-# here (740 s in all), so about 12 minutes on 2 idle cores; measured time and metrics in
-# benchmarks/RESULTS.md (issue 14). Identity preservation was still creeping up at 3000.
+# The default run, batch 8: 10.7 epochs of the bundled halves, within the 20-minute budget on
+# 2 cores; its time and metrics are in benchmarks/RESULTS.md (issue 14).
 DEFAULT_ITERS = 3000
 STAT_NAMES = ("loss_g", "loss_gan", "loss_cycle", "loss_identity", "loss_d_x", "loss_d_y")
 GRID_IMAGES = 8
