@@ -22,6 +22,11 @@ def _per_channel(t, x):
     return reshape(t, (1, -1) + (1,) * (x.ndim - 2))
 
 
+def _wrap_grads(gx, affine):
+    """The fused kernels' raw gradients as the backward's tuple: (gx,) or (gx, gw, gb)."""
+    return (Tensor._wrap(gx),) + (() if affine is None else tuple(map(Tensor._wrap, affine)))
+
+
 class BatchNormTrain(Function):
     """Normalise with the batch statistics; fused forward and backward kernels.
 
@@ -40,10 +45,7 @@ class BatchNormTrain(Function):
             return self._differentiable_backward(gy, x, w)
         gx, gw, gb = kernels.batchnorm_backward(gy.data, x.data, self.mean, self.invstd,
                                                 None if w is None else w.data)
-        grads = (Tensor._wrap(gx),)
-        if w is not None:
-            grads += (Tensor._wrap(gw), Tensor._wrap(gb))
-        return grads
+        return _wrap_grads(gx, None if w is None else (gw, gb))
 
     def _differentiable_backward(self, gy, x, w):
         axes = _axes(x)
@@ -80,10 +82,7 @@ class BatchNormLeakyReLUTrain(BatchNormTrain):
         gx, gw, gb = kernels.batchnorm_leaky_relu_backward(
             gz.data, self.z, x.data, self.mean, self.invstd, None if w is None else w.data,
             self.slope)
-        grads = (Tensor._wrap(gx),)
-        if w is not None:
-            grads += (Tensor._wrap(gw), Tensor._wrap(gb))
-        return grads
+        return _wrap_grads(gx, None if w is None else (gw, gb))
 
 
 def _update_running(running_mean, running_var, mean, var, count, momentum):
@@ -219,10 +218,7 @@ class SyncBatchNormTrain(Function):
         c = scale * self.invstd * (gw_r / m - sums[channels:] / M)
         gx += kernels.batchnorm_forward(x.data, self.mean, c.astype(x.dtype), None,
                                         a.astype(x.dtype))
-        grads = (Tensor._wrap(gx),)
-        if w is not None:
-            grads += (Tensor._wrap(gw_r), Tensor._wrap(gb_r))
-        return grads
+        return _wrap_grads(gx, None if w is None else (gw_r, gb_r))
 
     def _differentiable_backward(self, gy, x, w):
         from .collective import all_reduce_sum
