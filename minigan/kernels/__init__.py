@@ -21,6 +21,8 @@ Ho = (H + 2*ph - kh)//sh + 1, Wo likewise):
 * ``batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, slope) -> z`` and
   ``batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight, slope) -> (gx, gw, gb)``:
   batch norm and a LeakyReLU with slope >= 0 in one pass each way.
+* ``adam_step(p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step)``: Adam's
+  update in place, in one pass (NumPy arrays only).
 """
 import numpy as np
 
@@ -252,3 +254,32 @@ def batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight=None, negative_
     return _impl(gz, z, x).batchnorm_leaky_relu_backward(gz, z, x, arrays["mean"],
                                                          arrays["invstd"], arrays.get("weight"),
                                                          slope)
+
+
+# --- optimizers ---------------------------------------------------------------------------------
+
+def adam_step(p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
+    """Adam's update (PyTorch's Adam: L2 weight decay added to the gradient) at step number
+    ``step`` >= 1, in place on the parameter p and its moments exp_avg (m) and exp_avg_sq (v):
+    g' = g + weight_decay p, m = beta1 m + (1-beta1) g', v = beta2 v + (1-beta2) g'^2,
+    p -= lr/(1-beta1^step) * m / (sqrt(v)/sqrt(1-beta2^step) + eps). All four arrays one shape,
+    one float dtype; p, exp_avg and exp_avg_sq C-contiguous and writeable (they are updated in
+    place). NumPy arrays only: CuPy's are updated by the optimizer's own array code."""
+    names = ("p", "g", "exp_avg", "exp_avg_sq")
+    arrays = (p, g, exp_avg, exp_avg_sq)
+    if any(backend.is_cupy_array(a) for a in arrays):
+        raise TypeError("adam_step runs on NumPy arrays only; got "
+                        + ", ".join(f"{n} {type(a).__module__}.{type(a).__name__}"
+                                    for n, a in zip(names, arrays)))
+    for name, a in zip(names, arrays):
+        if a.shape != p.shape:
+            raise ValueError(f"adam_step: {name} has shape {tuple(a.shape)}, p {tuple(p.shape)}")
+        if name != "g" and not (a.flags.c_contiguous and a.flags.writeable):
+            raise ValueError(f"adam_step: {name} {tuple(a.shape)} must be C-contiguous and "
+                             "writeable (it is updated in place)")
+    if int(step) < 1:
+        raise ValueError(f"adam_step: step must be >= 1, got {step}")
+    p, g, exp_avg, exp_avg_sq = _prepare(names, arrays)   # dtypes checked; g made contiguous
+    from . import cpu
+    cpu.adam_step(p, g, exp_avg, exp_avg_sq, float(lr), float(beta1), float(beta2), float(eps),
+                  float(weight_decay), int(step))
