@@ -12,6 +12,7 @@ carries nothing when this tool is not running):
   col2im    cpu_conv._col2im (summing the input gradient back onto the pixels)
   layout    the NHWC->NCHW copy of a forward result, gy's NCHW->CNHW copy, the weight permute
   bn / act  the batch-norm and LeakyReLU kernels' tasks
+  adam      Adam's one-pass update (cpu_optim), one op per optimizer step's parameter
 
 with the thread that ran each one, on one clock (time.perf_counter). Each call of a kernel entry
 point (conv2d, conv2d_grad_input, conv2d_grad_weight, batchnorm_*, leaky_relu*) is one "op",
@@ -38,7 +39,7 @@ import minigan as mg  # _common made a checkout's minigan importable
 from minigan import optim
 from minigan.gan.models import make_dcgan
 from minigan.gan.train import sample_noise, train_step
-from minigan.kernels import cpu, cpu_act, cpu_conv, cpu_gemm, cpu_norm
+from minigan.kernels import cpu, cpu_act, cpu_conv, cpu_gemm, cpu_norm, cpu_optim
 from minigan.kernels.cpu_gemm import blas_on_calling_threads
 
 # The DCGAN layer of a convolution, from its weight in conv2d's view (O, C, kh, kw; for a
@@ -50,7 +51,7 @@ LAYERS = {((100, 256, 7, 7), 7): ("G1", True), ((256, 128, 4, 4), 14): ("G2", Tr
 PASSES = {("conv2d", False): "fwd", ("conv2d_grad_input", False): "bwd-input",
           ("conv2d", True): "bwd-input", ("conv2d_grad_input", True): "fwd",
           ("conv2d_grad_weight", False): "bwd-weight", ("conv2d_grad_weight", True): "bwd-weight"}
-PHASES = ("gemm", "gather", "col2im", "layout", "bn", "act")
+PHASES = ("gemm", "gather", "col2im", "layout", "bn", "act", "adam")
 
 
 class Recorder:
@@ -160,6 +161,8 @@ def install(rec):
         rec.phase(cpu_norm, name, "bn")
     for name in ("_leaky", "_leaky_grad"):
         rec.phase(cpu_act, name, "act")
+    rec.op(cpu, "adam_step", lambda name, p, *rest, **kw: "adam")
+    rec.phase(cpu_optim, "_adam", "adam")
     rec.numpy_products(cpu_conv)
     rec.numpy_products(cpu_gemm)
 
@@ -232,12 +235,13 @@ def report(rec, iters, wall_ms):
             shapes[op][shape] += 1
     names = sorted(op_wall, key=lambda o: -op_wall[o])
     cols = [f"{t}:{p}" for t in ("t0", "t1")
-            for p in ("gemm", "gather", "col2im", "layout", "bn+act")]
+            for p in ("gemm", "gather", "col2im", "layout", "point")]
     print(f"\nms per iteration ({iters} iterations, {wall_ms:.1f} ms each; threads t0 = the "
           "calling thread, t1 = the pool's). Phases in CPU ms of that thread (robust to other "
           "load); 'busy' = the wall time of that thread's phases (above their CPU time when "
           "other processes took the core), 'left' = op wall minus busy (Python, hand-offs, "
-          "waiting for the other thread); GF/s of the products by wall / by CPU time")
+          "waiting for the other thread); point = bn + act + adam (the pointwise kernels); "
+          "GF/s of the products by wall / by CPU time")
     head = f"{'op':16s}{'calls':>6s}{'wall':>8s}" + "".join(f"{c:>10s}" for c in cols)
     head += "".join(f"{t + ':' + c:>{w}s}" for t in ("t0", "t1")
                     for c, w in (("busy", 8), ("left", 8), ("GF/s", 10)))
@@ -249,7 +253,7 @@ def report(rec, iters, wall_ms):
         for t in ("t0", "t1"):
             for p in ("gemm", "gather", "col2im", "layout"):
                 cells.append(cpu.get((op, t, p), 0.0))
-            cells.append(cpu.get((op, t, "bn"), 0.0) + cpu.get((op, t, "act"), 0.0))
+            cells.append(sum(cpu.get((op, t, p), 0.0) for p in ("bn", "act", "adam")))
             spent[t] = sum(busy.get((op, t, p), 0.0) for p in PHASES)
             left[t] = op_wall[op] - spent[t]
             flops, s, c = gemm[(op, t)]
@@ -271,7 +275,7 @@ def report(rec, iters, wall_ms):
         totals[p] += v
     print("CPU ms per iteration by phase, both threads: " + ", ".join(
         f"{p} {totals[p]:.2f}" for p in PHASES) + f"; sum {sum(totals.values()):.2f}")
-    print(f"{'all kernels':16s}{'':6s}{in_ops:>8.2f}   (outside the kernels: autograd, Adam, "
+    print(f"{'all kernels':16s}{'':6s}{in_ops:>8.2f}   (outside the kernels: autograd, "
           f"losses, Python: {wall_ms - in_ops:.2f} ms)")
     return rows, shapes
 

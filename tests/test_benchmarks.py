@@ -89,4 +89,5 @@ def test_timeline_splits_every_dcgan_layer_by_pass_thread_and_phase(tmp_path):
     assert d2["ceiling_alone_gflops"] > 0 and d2["ceiling_pair_gflops"] > 0
     events = json.loads(trace.read_text())["traceEvents"]
     assert any(e["name"] == "D2 fwd: gemm" for e in events)
+    assert ops["adam"]["calls"] == 12   # one per parameter a step: G 7, D 5
     assert "CPU ms per iteration by phase" in text
