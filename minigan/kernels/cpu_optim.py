@@ -50,5 +50,5 @@ def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, t):
     run_tasks(_adam, (p.size + _BLOCK - 1) // _BLOCK, p.size,
               p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
               dt(beta1), dt(1 - beta1), dt(beta2), dt(1 - beta2),
-              dt(1 / math.sqrt(1 - beta2 ** t)), dt(eps), dt(lr / (1 - beta1 ** t)), dt(weight_decay),
-              scale=_SPLIT_SCALE)
+              dt(1 / math.sqrt(1 - beta2 ** t)), dt(eps), dt(lr / (1 - beta1 ** t)),
+              dt(weight_decay), scale=_SPLIT_SCALE)
