@@ -272,6 +272,14 @@ class Tensor:
         return self.to(dtype=np.float64)
 
     def zero_(self):
+        """Fill with zeros in place. Not recorded in the graph: with grad mode on, a tensor that
+        requires grad is refused (PyTorch refuses leaves; minigan also non-leaves, whose
+        gradient would otherwise flow through the zeroed values as if they were still there)."""
+        if _grad_enabled and self.requires_grad:
+            kind = "a leaf" if self.creator is None else "a non-leaf"
+            raise RuntimeError(f"zero_(): {kind} tensor of shape {self.shape} that requires grad "
+                               "cannot be changed in place while gradients are recorded; do it "
+                               "under minigan.no_grad(), or on .detach()")
         self.data[...] = 0
         return self._bump_version()
 
