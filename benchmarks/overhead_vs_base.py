@@ -5,17 +5,20 @@ both alike.
 Run (pinned to one core, one thread everywhere):
   git archive 784a53e | (mkdir -p /tmp/base784 && tar -x -C /tmp/base784)
   OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 taskset -c 0 \\
-      python benchmarks/overhead_vs_base.py --base /tmp/base784 [--rounds 21] [--loops 300]
+      python benchmarks/overhead_vs_base.py --base /tmp/base784 [--rounds 21] [--loops 300] \\
+      [--dcgan 3]
 
 Cases: the per-op cases of bench_autograd.py, forward (graph recorded) and forward + backward
 ``op(x, w).backward(g)`` of add, mul, matmul and leaky_relu(0.2) on (4, 4) float32 leaves that
-require grad; and (unless --no-step) bench_autograd.py's MLP GAN step (G 100-256-512-784,
-D 784-512-256-1, Adam, batch 64). Each round times every case once per checkout, the order of
-the two checkouts swapped every round, on the thread's CPU clock: microseconds per call
-(milliseconds per step). Prints a table of minima and medians over the rounds, the ratios
-this / base, the load average, and a last JSON line.
+require grad; (unless --no-step) bench_autograd.py's MLP GAN step (G 100-256-512-784,
+D 784-512-256-1, Adam, batch 64); with --dcgan N, bench_dcgan.py's DCGAN iteration. Each round
+times every case once per checkout, the order of the two checkouts swapped every round, on the
+thread's CPU clock (the process's for the DCGAN): microseconds per call, milliseconds per step
+or iteration. Prints a table of minima and medians over the rounds, the ratios this / base, the
+load average, and a last JSON line.
 """
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -95,13 +98,29 @@ def mlp_step(mg, batch=64, seed=0):
     return step
 
 
+def dcgan_step(mg, batch=64, seed=0):
+    """One call = bench_dcgan.py's iteration: ``train_step`` of the Radford DCGAN, batch 64."""
+    gan = importlib.import_module(mg.__name__ + ".gan")   # 784a53e's __init__ does not import it
+    mg.manual_seed(seed)
+    G, D = gan.make_dcgan()
+    opt_g = mg.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = mg.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    rng = np.random.default_rng(seed)
+    real = mg.tensor(rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))
+    z = mg.tensor(rng.standard_normal((batch, 100, 1, 1)).astype(np.float32))
+    return lambda: gan.train_step(G, D, opt_g, opt_d, real, z)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="root of the baseline checkout (e.g. 784a53e)")
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--loops", type=int, default=300, help="calls per timing of a per-op case")
     ap.add_argument("--steps", type=int, default=5, help="MLP steps per timing")
-    ap.add_argument("--no-step", action="store_true", help="per-op cases only")
+    ap.add_argument("--no-step", action="store_true", help="no MLP GAN step")
+    ap.add_argument("--dcgan", type=int, default=0, metavar="N",
+                    help="also time N DCGAN iterations (batch 64) per round, on the process's "
+                         "CPU clock (kernel threads included)")
     args = ap.parse_args(argv)
 
     packages = {"base": load_package("minigan_base", os.path.abspath(args.base)),
@@ -117,6 +136,15 @@ def main(argv=None):
                     step()
             cases[k]["MLP GAN step (ms)"] = steps
         per["MLP GAN step (ms)"] = args.steps
+    if args.dcgan:
+        for k, mg in packages.items():
+            step = dcgan_step(mg)
+
+            def iterations(step=step):
+                for _ in range(args.dcgan):
+                    step()
+            cases[k]["DCGAN iteration (ms)"] = iterations
+        per["DCGAN iteration (ms)"] = args.dcgan
     times = {k: {name: [] for name in per} for k in packages}
     for name in per:   # warm-up: numba compilation, caches, allocator
         for k in packages:
@@ -125,11 +153,12 @@ def main(argv=None):
     for r in range(args.rounds):
         order = ("base", "this") if r % 2 == 0 else ("this", "base")
         for name in per:
+            clock = time.process_time if name.startswith("DCGAN") else time.thread_time
             for k in order:
-                start = time.thread_time()
+                start = clock()
                 cases[k][name]()
-                seconds = (time.thread_time() - start) / per[name]
-                times[k][name].append(seconds * (1e3 if name.startswith("MLP") else 1e6))
+                seconds = (clock() - start) / per[name]
+                times[k][name].append(seconds * (1e3 if name.endswith("(ms)") else 1e6))
         loads.append(os.getloadavg()[0])
 
     print(f"this checkout: {REPO}; base: {os.path.abspath(args.base)}; {args.rounds} rounds, "
@@ -147,7 +176,7 @@ def main(argv=None):
         print(f"| {name} | {row['base_min']:.2f} ({row['base_median']:.2f}) | {row['this_min']:.2f} "
               f"({row['this_median']:.2f}) | {row['ratio_min']:.3f} | {row['ratio_median']:.3f} |")
     print(json.dumps({"rounds": args.rounds, "loops": args.loops, "load": [min(loads), max(loads)],
-                      "unit": "us per call (MLP step: ms)", "cases": result}))
+                      "unit": "us per call (steps, iterations: ms)", "cases": result}))
 
 
 if __name__ == "__main__":
