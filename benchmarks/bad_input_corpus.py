@@ -428,6 +428,20 @@ either("inplace", "zero_() of a non-leaf with grad mode on, then backward (PyTor
        close([0.0, 0.0]), "in-place|inplace|zero_", "grad")
 
 
+def _zero_unsaved_mul_operand():
+    x = t([1.0, 2.0], requires_grad=True)
+    c = t([3.0, 4.0])
+    y = F.sum(x * c)   # x's gradient needs c; nothing needs x's value
+    with mg.no_grad():
+        x.zero_()
+    y.backward()
+    return x.grad
+
+
+either("inplace", "x.zero_() after (x * c).sum() with c constant (PyTorch: allowed, gradient c)",
+       _zero_unsaved_mul_operand, close([3.0, 4.0]), "modified|in-place|inplace|version")
+
+
 def _init_after_forward():
     lin = nn.Linear(2, 1)
     x = t(np.ones((1, 2)), requires_grad=True)

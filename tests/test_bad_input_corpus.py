@@ -106,3 +106,19 @@ def test_file_errors_added(tmp_path):
         io.load_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
         data.load_mnist(data_dir=tmp_path, download=False, verbose=False)
+
+
+def test_mul_checks_only_the_operand_a_gradient_reads():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    c = mg.tensor([3.0, 4.0])
+    y = (x * c).sum()
+    with mg.no_grad():
+        x.zero_()          # nothing reads x: its gradient is c (PyTorch allows this too)
+    y.backward()
+    np.testing.assert_array_equal(x.grad.data, [3.0, 4.0])
+    w = mg.tensor([3.0, 4.0], requires_grad=True)
+    y = (x * w).sum()
+    with mg.no_grad():
+        w.zero_()          # x's gradient reads w
+    with pytest.raises(RuntimeError, match="input 1 of Mul"):
+        y.backward()
