@@ -37,6 +37,7 @@ import minigan as mg  # noqa: E402
 import minigan.functional as F  # noqa: E402
 from minigan import data, density, func, gan, io, nn, optim  # noqa: E402
 from minigan.gan.augment import DiffAugment  # noqa: E402
+from minigan.gan.ema import EMA  # noqa: E402
 from minigan.nn.utils import spectral_norm  # noqa: E402
 
 Case = collections.namedtuple("Case", "category name fn expect check words slow")
@@ -912,6 +913,80 @@ right("args", "SyncBatchNorm in one process equals BatchNorm2d",
       lambda: _syncbn_one_process(), lambda v: np.allclose(v[0][:-1], v[1].ravel(), atol=1e-4)
       and np.isclose(v[0][-1], 0.1 * X4.mean(), atol=1e-5))
 error("args", "SyncBatchNorm on the wrong channel count", lambda: nn.SyncBatchNorm(2)(mg.tensor(X4)), "2", "1")
+
+# ----------------------------------------------- more of the API: func steps, GAN helpers, EMA
+def _two_params():
+    return {"w": t([1.0, 2.0], requires_grad=True), "b": t([[3.0]], requires_grad=True)}
+
+
+error("args", "func.sgd_step with lists instead of dicts",
+      lambda: func.sgd_step(list(_two_params().values()), [t([1.0, 1.0]), t([[1.0]])], lr=0.1), "dict", "list")
+error("args", "func.sgd_step with a gradient missing",
+      lambda: func.sgd_step(_two_params(), {"w": t([1.0, 1.0])}, lr=0.1), "b")
+error("args", "func.sgd_step with a gradient of the wrong shape",
+      lambda: func.sgd_step(_two_params(), {"w": t([1.0, 1.0, 1.0]), "b": t([[1.0]])}, lr=0.1), "shape", "3")
+error("args", "func.adam_step(lr=-1)",
+      lambda: func.adam_step(_two_params(), {"w": t([1.0, 1.0]), "b": t([[1.0]])}, lr=-1.0), "lr")
+error("args", "func.adam_step(betas=(1.0, 0.999))",
+      lambda: func.adam_step(_two_params(), {"w": t([1.0, 1.0]), "b": t([[1.0]])}, betas=(1.0, 0.999)), "beta")
+right("args", "func.sgd_step value (lr 0.1, momentum 0)",
+      lambda: func.sgd_step(_two_params(), {"w": t([1.0, 1.0]), "b": t([[2.0]])}, lr=0.1)[0]["w"],
+      close([0.9, 1.9]))
+error("args", "one_hot with a label >= num_classes",
+      lambda: gan.one_hot(mg.tensor(np.array([0, 10])), 10, t(np.zeros((2, 1)))), "10", "label|class|range")
+error("args", "one_hot with a negative label",
+      lambda: gan.one_hot(mg.tensor(np.array([-1])), 10, t(np.zeros((1, 1)))), "-1", "label|class|range")
+error("args", "pack with a batch not divisible by m", lambda: gan.pack(t(np.zeros((5, 2))), 2), "5", "2")
+error("args", "pack with m=0", lambda: gan.pack(t(np.zeros((4, 2))), 0), "m|pack", "0")
+right("args", "pack of (4, 1, 2, 2) by 2 is a reshape",
+      lambda: gan.pack(t(np.arange(16.0).reshape(4, 1, 2, 2)), 2), close(np.arange(16.0).reshape(2, 2, 2, 2)))
+either("args", "linear_decay at step 0 (steps are 1-based): the base rate, or an error",
+       lambda: gan.linear_decay(0, 10, 1e-3), close(1e-3), "step", "0")
+error("args", "linear_decay with total 0", lambda: gan.linear_decay(1, 0, 1e-3), "total", "0")
+error("args", "EMA(beta=1.5)", lambda: EMA(nn.Linear(2, 2), nn.Linear(2, 2), beta=1.5), "beta", "1.5")
+error("args", "EMA with an average of another type", lambda: EMA(nn.Linear(2, 2), nn.ReLU()), "Linear", "ReLU")
+error("args", "gradient_penalty with real and fake of different shapes",
+      lambda: gan.gradient_penalty(nn.Sequential(nn.Flatten(), nn.Linear(4, 1)), t(np.zeros((2, 1, 2, 2))),
+                                   t(np.zeros((3, 1, 2, 2)))), "shape|size", "3")
+error("args", "sample_latent with num_categories=0", lambda: gan.sample_latent(4, 12, num_categories=0),
+      "num_categories", "0")
+right("args", "ImagePool.query while filling returns its input (any shape)",
+      lambda: gan.ImagePool(pool_size=2).query(t([1.0, 2.0])), close([1.0, 2.0]))
+right("args", "ImagePool(pool_size=0) passes images through",
+      lambda: gan.ImagePool(pool_size=0).query(t(np.ones((2, 1, 2, 2)))), close(np.ones((2, 1, 2, 2))))
+error("args", "feature_matching_loss on features of different widths",
+      lambda: gan.feature_matching_loss(t(np.zeros((4, 3))), t(np.zeros((4, 5)))), "3", "5")
+right("numbers", "log_softmax's gradient at a -inf logit is finite",
+      lambda: (lambda x: (F.sum(F.log_softmax(x, dim=1)[:, 1]).backward(), x.grad)[1])(
+          t([[-INF, 0.0]], requires_grad=True)), close([[0.0, 0.0]]))
+right("numbers", "binary_cross_entropy_with_logits at logit +-inf, matching targets (PyTorch: nan, nan)",
+      lambda: F.binary_cross_entropy_with_logits(t([INF, -INF]), t([1.0, 0.0]), reduction="none"), close([NAN, NAN]))
+right("numbers", "cross_entropy of a float64 batch stays float64",
+      lambda: F.cross_entropy(mg.tensor(np.zeros((2, 3))), mg.tensor(np.array([0, 2]))), close(np.log(3), dtype=np.float64))
+right("layouts", "ConvTranspose2d on a read-only batch",
+      lambda: nn.ConvTranspose2d(1, 2, 3, stride=2)(mg.as_tensor(readonly(X4))).shape, lambda s: tuple(s) == (2, 2, 13, 13))
+right("layouts", "MaskedConv2d on a Fortran-order batch equals the C-order result",
+      lambda: (lambda m: np.allclose(arr(m(mg.as_tensor(np.asfortranarray(X4)))), arr(m(mg.tensor(X4))), atol=1e-5))(
+          nn.MaskedConv2d("A", 1, 2, 3)), is_true)
+right("layouts", "InstanceNorm2d on a negative-stride batch equals the C-order result",
+      lambda: np.allclose(arr(nn.InstanceNorm2d(1)(mg.as_tensor(X4[::-1]))), arr(nn.InstanceNorm2d(1)(mg.tensor(X4[::-1].copy()))),
+                          atol=1e-5), is_true)
+right("layouts", "DiffAugment on a read-only batch keeps the shape",
+      lambda: DiffAugment()(mg.as_tensor(readonly(X4))).shape, lambda s: tuple(s) == X4.shape)
+
+
+def _vae_value():
+    mg.manual_seed(0)
+    vae = density.VAE(nz=4, ngf=4, ndf=4)
+    out = vae(t(np.zeros((2, 1, 28, 28))))
+    return out
+
+
+right("args", "VAE forward on a (2, 1, 28, 28) batch gives finite outputs",
+      _vae_value, lambda o: all(np.isfinite(arr(v)).all() for v in o if isinstance(v, mg.Tensor)))
+right("args", "PixelCNN's logits on a grey (non-binary) batch: defined, finite",
+      lambda: density.PixelCNN(h=4, layers=2)(t(np.full((1, 1, 8, 8), 0.5))), lambda v: np.isfinite(arr(v)).all())
+
 
 # =============================================================================== files
 

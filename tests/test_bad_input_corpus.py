@@ -122,3 +122,15 @@ def test_mul_checks_only_the_operand_a_gradient_reads():
         w.zero_()          # x's gradient reads w
     with pytest.raises(RuntimeError, match="input 1 of Mul"):
         y.backward()
+
+
+def test_helper_argument_checks_added():
+    from minigan import func, gan
+    p = {"w": mg.tensor([1.0], requires_grad=True)}
+    with pytest.raises(TypeError, match="params must be a dict.*list"):
+        func.sgd_step(list(p.values()), [mg.tensor([1.0])], lr=0.1)
+    with pytest.raises(ValueError, match="total >= 1"):
+        gan.linear_decay(1, 0, 1e-3)
+    assert gan.linear_decay(1, 10, 1e-3) == 1e-3
+    with pytest.raises(ValueError, match="num_categories=0"):
+        gan.sample_latent(4, 12, num_categories=0)
