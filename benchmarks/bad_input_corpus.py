@@ -19,6 +19,7 @@ import collections
 import json
 import math
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -41,6 +42,16 @@ from minigan.gan.ema import EMA  # noqa: E402
 from minigan.nn.utils import spectral_norm  # noqa: E402
 
 Case = collections.namedtuple("Case", "category name fn expect check words slow")
+# every file and folder the cases write goes under one folder, removed by cleanup()
+WORK = tempfile.mkdtemp(prefix="bad_input_corpus_")
+
+
+def _folder():
+    return tempfile.mkdtemp(dir=WORK)
+
+
+def cleanup():
+    shutil.rmtree(WORK, ignore_errors=True)
 CASES = []
 INTERNAL = (AssertionError, NameError, UnboundLocalError, RecursionError, SystemError, MemoryError,
             ZeroDivisionError)
@@ -630,7 +641,7 @@ right("state", "Adam.step with a nan gradient propagates nan (as PyTorch)", _ada
 
 
 def _save_unserialisable():
-    folder = tempfile.mkdtemp()
+    folder = _folder()
     path = os.path.join(folder, "c.npz")
     io.save_checkpoint(path, {"a": np.ones(2)})
     before = open(path, "rb").read()
@@ -992,7 +1003,7 @@ right("args", "PixelCNN's logits on a grey (non-binary) batch: defined, finite",
 
 
 def _tmp(name):
-    return os.path.join(tempfile.mkdtemp(), name)
+    return os.path.join(_folder(), name)
 
 
 def _idx_file(magic_type, dims, body):
@@ -1025,7 +1036,7 @@ error("files", "IDX truncated inside its header", lambda: data.read_idx(_idx_hea
 error("files", "IDX with a bad magic", lambda: (lambda p: (open(p, "wb").write(b"PK\3\4" + b"\0" * 20), data.read_idx(p)))(_tmp("x-idx.ubyte")),
       *_IDXWORDS, "magic|not an IDX|header")
 error("files", "IDX file that does not exist", lambda: data.read_idx("/nonexistent/x-idx.ubyte"), "/nonexistent/x-idx.ubyte")
-error("files", "IDX path that is a folder", lambda: data.read_idx(tempfile.mkdtemp()), "directory|folder")
+error("files", "IDX path that is a folder", lambda: data.read_idx(_folder()), "directory|folder")
 error("files", "empty IDX file", lambda: data.read_idx((lambda p: (open(p, "wb").close(), p)[1])(_tmp("x-idx.ubyte"))),
       *_IDXWORDS, "empty|header|short|0 bytes")
 right("files", "IDX round trip of float32 (type 0x0D)",
@@ -1114,7 +1125,7 @@ def _ckpt_flipped_byte():
 
 either("files", "checkpoint with one flipped byte in the data", _ckpt_flipped_byte,
        lambda v: np.array_equal(arr(v), np.arange(1000.0)), "flip.npz")
-error("files", "load_checkpoint on a folder", lambda: io.load_checkpoint(tempfile.mkdtemp()), "directory|folder|is a")
+error("files", "load_checkpoint on a folder", lambda: io.load_checkpoint(_folder()), "directory|folder|is a")
 
 
 def _ckpt_roundtrip():
@@ -1150,7 +1161,7 @@ either("files", "checkpoint metadata holding nan and inf", _ckpt_nan_metadata, i
 
 
 def _ckpt_orphan_removed():
-    folder = tempfile.mkdtemp()
+    folder = _folder()
     path = os.path.join(folder, "c.npz")
     orphan = os.path.join(folder, ".c.npz.0123456789ab.tmp")
     with open(orphan, "wb") as f:
@@ -1193,7 +1204,7 @@ error("files", "load_mnist(dataset='cifar')", lambda: data.load_mnist(dataset="c
 
 
 def _load_mnist_empty_dir():
-    return data.load_mnist(data_dir=tempfile.mkdtemp(), download=False, verbose=False)
+    return data.load_mnist(data_dir=_folder(), download=False, verbose=False)
 
 
 error("files", "load_mnist(data_dir=) of an empty folder", _load_mnist_empty_dir, "idx|images|not found|no ")
@@ -1205,7 +1216,7 @@ either("files", "Batches with batch_size above the data and drop_last",
 
 
 def _save_grid_bad_folder():
-    path = os.path.join(tempfile.mkdtemp(), "f")
+    path = os.path.join(_folder(), "f")
     open(path, "w").close()
     io.save_image_grid(np.zeros((4, 1, 8, 8)), os.path.join(path, "grid.png"))
 
@@ -1213,9 +1224,6 @@ def _save_grid_bad_folder():
 error("files", "save_image_grid under a path whose parent is a file", _save_grid_bad_folder, "f")
 
 # ================================================================== examples: data and flags
-BUNDLED_DIR = tempfile.mkdtemp()
-
-
 def run_example(module, *args, timeout=600):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", f"examples.{module}", *args], cwd=REPO, env=env,
@@ -1243,7 +1251,7 @@ TINY = ("--iters", "2", "--bundled", "--no-progress", "--no-metrics", "--batch-s
 
 
 def out_dir():
-    return os.path.join(tempfile.mkdtemp(), "run")
+    return os.path.join(_folder(), "run")
 
 
 error("flags", "dcgan --data-dir /nonexistent", example("dcgan_mnist", *TINY, "--out", out_dir(), "--data-dir", "/nonexistent"),
@@ -1267,7 +1275,7 @@ either("flags", "dcgan --checkpoint-every 0 (0: the default, one epoch)",
        lambda: (example("dcgan_mnist", *TINY, "--checkpoint-every", "0", "--out", _CK)(),
                 os.path.exists(os.path.join(_CK, "checkpoint.npz")))[1], is_true, "checkpoint-every", slow=True)
 
-_RUN = os.path.join(tempfile.mkdtemp(), "run")
+_RUN = os.path.join(_folder(), "run")
 
 
 def _resume_shorter():
@@ -1298,7 +1306,7 @@ error("flags", "sample.py --label 3 on an unconditional G", _tiny_run_then(lambd
       "label|conditional", slow=True)
 error("flags", "sample.py --model nonexistent", _tiny_run_then(lambda: example("sample", _RUN, "--model", "nosuch")()),
       "nosuch", slow=True)
-error("flags", "sample.py on a folder with no checkpoint", example("sample", tempfile.mkdtemp()), "checkpoint", slow=True)
+error("flags", "sample.py on a folder with no checkpoint", example("sample", _folder()), "checkpoint", slow=True)
 error("flags", "sample.py on a text file", lambda: example("sample", (lambda p: (open(p, "w").write("x"), p)[1])(_tmp("a.npz")))(),
       "a.npz", slow=True)
 right("flags", "sample.py writes the grid it is asked for",
@@ -1308,7 +1316,7 @@ error("flags", "evaluate.py on a missing path", example("evaluate", "/nonexisten
 
 
 def _nan_in_real_batch():
-    folder = tempfile.mkdtemp()
+    folder = _folder()
     images = (rng(0).random((64, 28, 28)) * 255).astype(np.float32)
     images[3, 4, 5] = np.nan
     data.write_idx(os.path.join(folder, "train-images-idx3-ubyte"), images)
@@ -1409,7 +1417,10 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true", help="one line per case")
     args = ap.parse_args(argv)
     cases = [c for c in CASES if not (args.fast and c.slow) and (args.category in (None, c.category))]
-    table, bad = run(cases, verbose=args.verbose)
+    try:
+        table, bad = run(cases, verbose=args.verbose)
+    finally:
+        cleanup()
     print(f"{len(cases)} cases")
     print(f"| category | cases | " + " | ".join(VERDICTS) + " |")
     print("| --- " * (len(VERDICTS) + 2) + "|")

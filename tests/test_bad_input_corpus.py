@@ -16,16 +16,17 @@ from minigan.nn.utils import spectral_norm
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _corpus():
+@pytest.fixture
+def corpus():
     path = os.path.join(HERE, os.pardir, "benchmarks", "bad_input_corpus.py")
     spec = importlib.util.spec_from_file_location("bad_input_corpus", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    yield module
+    module.cleanup()   # the files and folders its cases wrote
 
 
-def test_corpus_fast_cases_no_silent_wrong_no_crash():
-    corpus = _corpus()
+def test_corpus_fast_cases_no_silent_wrong_no_crash(corpus):
     fast = [c for c in corpus.CASES if not c.slow]
     assert len(fast) >= 150
     assert {c.category for c in fast} >= {"layouts", "numbers", "inplace", "state", "args", "files"}
@@ -37,8 +38,7 @@ def test_corpus_fast_cases_no_silent_wrong_no_crash():
 
 
 @pytest.mark.slow
-def test_corpus_example_cases():
-    corpus = _corpus()
+def test_corpus_example_cases(corpus):
     slow = [c for c in corpus.CASES if c.slow]
     table, bad = corpus.run(slow)
     counts = {v: sum(t[v] for t in table.values()) for v in corpus.VERDICTS}
@@ -46,8 +46,7 @@ def test_corpus_example_cases():
     assert counts["unclear error"] <= 1, bad
 
 
-def test_corpus_classifier_tells_the_verdicts_apart():
-    corpus = _corpus()
+def test_corpus_classifier_tells_the_verdicts_apart(corpus):
     C = corpus.Case
     cases = [C("x", "right", lambda: 1, "right", lambda v: v == 1, (), False),
              C("x", "wrong", lambda: 2, "right", lambda v: v == 1, (), False),
