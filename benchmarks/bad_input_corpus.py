@@ -24,7 +24,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import traceback
 import warnings
 import zipfile
 
@@ -1422,7 +1421,7 @@ def main(argv=None):
     finally:
         cleanup()
     print(f"{len(cases)} cases")
-    print(f"| category | cases | " + " | ".join(VERDICTS) + " |")
+    print("| category | cases | " + " | ".join(VERDICTS) + " |")
     print("| --- " * (len(VERDICTS) + 2) + "|")
     total = collections.Counter()
     for cat, counts in table.items():

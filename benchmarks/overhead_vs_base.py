@@ -31,7 +31,8 @@ import numpy as np
 
 # numba's cache entries name the module that compiled them; the baseline is imported here under
 # another name (minigan_base), so its entries must not land where ordinary runs look for them
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "overhead_vs_base_numba"))
+os.environ.setdefault("NUMBA_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "overhead_vs_base_numba"))
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, os.pardir))

@@ -403,8 +403,8 @@ def load_mnist(split="train", dataset="mnist", data_dir=None, download=True, ver
     split: "train" (60,000) or "test" (10,000). dataset: "mnist" or "fashion-mnist".
     data_dir: the folder holding the IDX files; when given, a split not found there is a
     FileNotFoundError (``$MINIGAN_DATA``, used when data_dir is None, is only looked in first).
-    download: allow downloading into the cache. mirrors: base URLs to download from (default ``$MINIGAN_MNIST_MIRRORS`` /
-    ``$MINIGAN_FASHION_MNIST_MIRRORS``, else :data:`MIRRORS`).
+    download: allow downloading into the cache. mirrors: base URLs to download from (default
+    ``$MINIGAN_MNIST_MIRRORS`` / ``$MINIGAN_FASHION_MNIST_MIRRORS``, else :data:`MIRRORS`).
 
     Returns an :class:`MnistSplit`: ``images, labels = load_mnist()`` with images uint8
     (N, 28, 28) and labels uint8 (N,); ``.source`` is a dict with keys dataset, split, source
