@@ -86,7 +86,7 @@ def add_run_args(parser, iters, batch_size=64, lr=2e-4, out="runs/example",
                              "MNIST can be found (no download attempt)")
     parser.add_argument("--no-progress", action="store_true", help="plain log lines, no bar")
     parser.add_argument("--checkpoint-every", type=int, default=0,
-                        help="iterations between checkpoints (default: one epoch)")
+                        help="iterations between checkpoints (default, or 0: one epoch)")
     parser.add_argument("--no-metrics", action="store_true",
                         help="skip the final metrics (FID, classifier score)")
     return parser

@@ -272,6 +272,14 @@ class Tensor:
         return self.to(dtype=np.float64)
 
     def zero_(self):
+        """Fill with zeros in place. Not recorded in the graph: with grad mode on, a tensor that
+        requires grad is refused (PyTorch refuses leaves; minigan also non-leaves, whose
+        gradient would otherwise flow through the zeroed values as if they were still there)."""
+        if _grad_enabled and self.requires_grad:
+            kind = "a leaf" if self.creator is None else "a non-leaf"
+            raise RuntimeError(f"zero_(): {kind} tensor of shape {self.shape} that requires grad "
+                               "cannot be changed in place while gradients are recorded; do it "
+                               "under minigan.no_grad(), or on .detach()")
         self.data[...] = 0
         return self._bump_version()
 
@@ -322,18 +330,27 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        like = next((t for t in inputs if isinstance(t, Tensor)), None)
-        inputs = tuple(as_tensor(t, like) for t in inputs)
+        # This runs for every op, so the usual case (Tensors only, all NumPy or all CuPy) is
+        # decided with type checks and no generator; the rest takes the general path.
+        for t in inputs:
+            if not isinstance(t, Tensor):
+                like = next((t for t in inputs if isinstance(t, Tensor)), None)
+                inputs = tuple(as_tensor(t, like) for t in inputs)
+                break
         if len(inputs) > 1:
-            device = inputs[0].device
-            for t in inputs[1:]:
-                if t.device != device:
-                    raise RuntimeError(
-                        f"{cls.__name__}: expected all tensors on the same device, got "
-                        f"{device} and {t.device}; move them with .to(device) first")
+            kind = type(inputs[0].data)
+            for t in inputs:
+                if type(t.data) is not kind:   # a device can differ only where the types do
+                    _check_same_device(cls, inputs)
+                    break
         fn = cls()
         # under no_grad nothing will be differentiated, so no input wants a gradient
-        fn.needs_input_grad = tuple(_grad_enabled and t.requires_grad for t in inputs)
+        if _grad_enabled:
+            fn.needs_input_grad = needs = tuple([t.requires_grad for t in inputs])
+            record = True in needs
+        else:
+            fn.needs_input_grad = (False,) * len(inputs)
+            record = False
         if _profile is not None:
             start = time.perf_counter()
         y = fn.forward(*[t.data for t in inputs], **params)
@@ -341,7 +358,6 @@ class Function:
             y = np.asarray(y)
         if _profile is not None:
             _record(cls.__name__, 0, time.perf_counter() - start)
-        record = _grad_enabled and any(fn.needs_input_grad)
         out = Tensor._wrap(y, record)
         if cls.is_view and getattr(y, "base", None) is not None:
             base = inputs[0]
@@ -370,6 +386,15 @@ class Function:
 
     def backward(self, grad_output):
         raise NotImplementedError(f"{type(self).__name__} has no backward rule")
+
+
+def _check_same_device(cls, inputs):
+    device = inputs[0].device
+    for t in inputs[1:]:
+        if t.device != device:
+            raise RuntimeError(
+                f"{cls.__name__}: expected all tensors on the same device, got "
+                f"{device} and {t.device}; move them with .to(device) first")
 
 
 def _check_versions(fn):
@@ -492,11 +517,12 @@ def _run(outputs, grad_outputs, retain_graph, create_graph, wanted=None):
     """
     # a function recorded before every wanted tensor existed cannot lie between them and the
     # outputs: grad() does not even walk there (a leaf among them keeps the whole graph)
-    after = min((x.creator.sequence_nr if x.creator is not None else -1
-                 for x in (wanted or {}).values()), default=-1)
-    order = _topological_order(outputs, after)
     if wanted:
-        order = _leading_to(order, wanted)
+        after = min(x.creator.sequence_nr if x.creator is not None else -1
+                    for x in wanted.values())
+        order = _leading_to(_topological_order(outputs, after), wanted)
+    else:
+        order = _topological_order(outputs)
     grads, keep = {}, {}          # id(tensor) -> gradient; id -> tensor (keeps ids valid)
     for y, g in zip(outputs, _root_gradients(outputs, grad_outputs)):
         grads[id(y)] = g if id(y) not in grads else grads[id(y)] + g
@@ -582,13 +608,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
             continue
         if g.data.dtype is not leaf.data.dtype and g.data.dtype != leaf.data.dtype:
             g = g.to(dtype=leaf.dtype)   # a float32 leaf met a float64 tensor: grad stays float32
-        if not create_graph:
-            g = Tensor._wrap(_private_array(g.data, given))
-        if leaf.grad is None:
-            leaf.grad = g
-        elif create_graph:
-            leaf.grad = leaf.grad + g
-        else:
+        if create_graph:
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
+        elif leaf.grad is None:
+            leaf.grad = Tensor._wrap(_private_array(g.data, given))
+        else:   # the sum is a new array already: no private copy of g first
             leaf.grad = Tensor._wrap(leaf.grad.data + g.data)
 
 

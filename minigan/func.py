@@ -74,6 +74,10 @@ def functional_call(module, parameters_and_buffers, args=(), kwargs=None):
 
 
 def _check_grads(name, params, grads):
+    for what, d in (("params", params), ("grads", grads)):
+        if not isinstance(d, dict):
+            raise TypeError(f"{name}: {what} must be a dict name -> Tensor (as "
+                            f"dict(module.named_parameters())), got {type(d).__name__}")
     missing = [k for k in params if k not in grads]
     if missing:
         raise KeyError(f"{name}: no gradient for parameters {missing}")

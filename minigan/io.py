@@ -148,6 +148,8 @@ def make_image_grid(images, nrow=8, padding=2, value_range=(-1, 1), pad_value=0)
     0..255 (``value_range=None``: the batch's own min..max); uint8 is taken as is. ``nrow``
     images per row, as in torchvision.
     """
+    if not isinstance(nrow, (int, np.integer)) or nrow < 1:
+        raise ValueError(f"make_image_grid: nrow must be an integer >= 1, got {nrow!r}")
     a = backend.as_numpy(images)
     if a.ndim == 3:
         a = a[:, None]
@@ -338,6 +340,9 @@ def load_checkpoint(path):
     wrong with it (not an npz, a plain .npy, damaged, sizes that disagree, a foreign metadata
     entry): CheckpointError naming the file."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"checkpoint {path} is a folder, not a checkpoint file (a run "
+                                "folder keeps its checkpoint as checkpoint.npz inside)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:

@@ -478,7 +478,8 @@ def _inplace(make_graph, change):
     x = t(1.0, 2.0, requires_grad=True)
     w = t(3.0, 4.0, requires_grad=True)
     y = make_graph(x, w)
-    change(x, w)
+    with mg.no_grad():   # as in PyTorch: a leaf that requires grad is changed in place only there
+        change(x, w)
     y.backward()
     return x.grad
 

@@ -401,9 +401,10 @@ def load_mnist(split="train", dataset="mnist", data_dir=None, download=True, ver
     """MNIST or Fashion-MNIST images and labels from the first source that has them.
 
     split: "train" (60,000) or "test" (10,000). dataset: "mnist" or "fashion-mnist".
-    data_dir: a folder to look in first (default ``$MINIGAN_DATA``). download: allow downloading
-    into the cache. mirrors: base URLs to download from (default ``$MINIGAN_MNIST_MIRRORS`` /
-    ``$MINIGAN_FASHION_MNIST_MIRRORS``, else :data:`MIRRORS`).
+    data_dir: the folder holding the IDX files; when given, a split not found there is a
+    FileNotFoundError (``$MINIGAN_DATA``, used when data_dir is None, is only looked in first).
+    download: allow downloading into the cache. mirrors: base URLs to download from (default
+    ``$MINIGAN_MNIST_MIRRORS`` / ``$MINIGAN_FASHION_MNIST_MIRRORS``, else :data:`MIRRORS`).
 
     Returns an :class:`MnistSplit`: ``images, labels = load_mnist()`` with images uint8
     (N, 28, 28) and labels uint8 (N,); ``.source`` is a dict with keys dataset, split, source
@@ -435,6 +436,12 @@ def load_mnist(split="train", dataset="mnist", data_dir=None, download=True, ver
             if paths:
                 images, labels, verified = _read_pair(paths, dataset, split)  # broken files here raise
                 return result(root_kind, paths, images, labels, verified)
+        if data_dir is not None:
+            # asked for by name: other data in its place would be a silent substitution
+            raise FileNotFoundError(
+                f"data_dir {root!r} holds no {dataset} '{split}' split: looked for "
+                f"{' and '.join(split_file_names(split))} (or .gz) in "
+                f"{', '.join(_root_folders(root, dataset))}")
         tried.append(f"{root_kind} {root}")
 
     cache = cache_dir(dataset)

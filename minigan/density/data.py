@@ -14,6 +14,9 @@ def binarize(images, threshold=THRESHOLD, dtype=np.float32):
     if images.ndim not in (3, 4):
         raise ValueError(f"binarize expects (N, H, W) or (N, C, H, W) images, got shape "
                          f"{images.shape}")
+    if not 1 <= threshold <= 255:   # outside it every pixel lands on the same side
+        raise ValueError(f"binarize: threshold must be in [1, 255] for uint8 pixels, got "
+                         f"{threshold}")
     if images.ndim == 3:
         images = images[:, None]
     return (images >= threshold).astype(dtype)

@@ -63,6 +63,9 @@ class Sub(_Binary):
 
 class Mul(_Binary):
     compute = staticmethod(lambda a, b: a * b)
+    # a's gradient reads b and b's reads a: an input's value matters only when the other one
+    # wants a gradient (PyTorch saves no more; x.zero_() after (x * c).sum() is then allowed)
+    saved_inputs = property(lambda self: tuple(i for i in (0, 1) if self.needs_input_grad[1 - i]))
 
     def backward(self, gy):
         a, b = self.inputs

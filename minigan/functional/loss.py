@@ -43,6 +43,13 @@ def binary_cross_entropy(probs, target, reduction="mean"):
     probs = as_tensor(probs)
     target = as_tensor(target, like=probs)
     _same_shape("binary_cross_entropy", probs, target)
+    xp = backend.array_module(probs.data)
+    # PyTorch's check; NaN passes it here, to reach the training loop's non-finite loss check
+    if probs.data.size and bool(xp.any((probs.data < 0) | (probs.data > 1))):
+        p = probs.data
+        raise ValueError(f"binary_cross_entropy: every input must be between 0 and 1, got values "
+                         f"in [{float(xp.nanmin(p))}, {float(xp.nanmax(p))}]; for logits use "
+                         "binary_cross_entropy_with_logits")
     # log's argument is clamped too: at p of exactly 0 or 1 the log's backward would compute
     # 0 / 0 = nan, even where the target agrees and the gradient should be 0
     log_p = clip(log(clip(probs, min=_TINY)), min=-100.0)
@@ -70,7 +77,9 @@ def nll_loss(log_probs, target, reduction="mean"):
     if t.dtype.kind not in "iu":
         raise TypeError(f"nll_loss: target must hold integer class indices, got dtype {t.dtype}")
     if t.size and (int(t.min()) < 0 or int(t.max()) >= log_probs.shape[1]):
-        raise ValueError(f"nll_loss: target class out of range [0, {log_probs.shape[1]})")
+        bad = t[(t < 0) | (t >= log_probs.shape[1])]
+        raise ValueError(f"nll_loss: target {int(bad.ravel()[0])} is out of range [0, "
+                         f"{log_probs.shape[1]}) ({int(bad.size)} bad of {int(t.size)})")
     picked = getitem(log_probs, (xp.arange(t.shape[0]), t))
     return _reduce(-picked, reduction)
 

@@ -196,6 +196,8 @@ cat = concat
 def stack(tensors, dim=0):
     """Join same-shape tensors along a new axis."""
     tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack expects a non-empty list of tensors, got an empty one")
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack needs tensors of one shape, got {sorted(shapes)}")

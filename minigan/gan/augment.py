@@ -66,6 +66,8 @@ class DiffAugment:
 
     def __init__(self, policy=POLICIES, translation_ratio=0.125, cutout_ratio=0.5,
                  background=-1.0):
+        if isinstance(policy, str):   # the examples' flag form: "translation,cutout"
+            policy = tuple(p.strip() for p in policy.split(",") if p.strip())
         unknown = [p for p in policy if p not in POLICIES]
         if unknown:
             raise ValueError(f"DiffAugment: unknown policy {unknown}; choose from {POLICIES}")

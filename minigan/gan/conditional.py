@@ -26,7 +26,7 @@ from .. import nn
 from ..autograd import Tensor, no_grad
 from . import losses
 from .models import Discriminator, Generator, dcgan_init_
-from .train import StepStats, _check_finite, _mean_probability
+from .train import StepStats, _check_batches, _check_finite, _mean_probability
 
 NUM_CLASSES = 10   # MNIST digits
 
@@ -127,6 +127,7 @@ def conditional_train_step(G, D, opt_g, opt_d, real, labels, z, step=None):
     Returns :class:`~minigan.gan.train.StepStats`; raises NonFiniteLossError before an update
     would use a NaN or infinite loss.
     """
+    _check_batches({"real batch": real, "noise z": z}, "discriminator loss", step)
     fake = G(z, labels)
 
     real_logits = D(real, labels)

@@ -200,6 +200,9 @@ class ImagePool:
 def linear_decay(step, total, base_lr):
     """The learning rate at iteration ``step`` (1-based) of ``total``: ``base_lr`` for the first
     half, then falling linearly towards 0 over the second half (the last step keeps a sliver)."""
+    if total < 1 or step < 0:
+        raise ValueError(f"linear_decay: needs total >= 1 and step >= 0, got step {step} of total "
+                         f"{total}")
     constant = total // 2
     return base_lr * (1.0 - max(0, step - constant) / (total - constant + 1))
 

@@ -64,6 +64,10 @@ def sample_latent(n, nz, num_categories=NUM_CATEGORIES, num_continuous=NUM_CONTI
                   device="cpu", dtype=None):
     """z ~ N(0, I), c ~ uniform over {0..K-1}, s ~ U(-1, 1), drawn in that order from minigan's
     seeded CPU generator (so checkpoints resume the stream), then moved to ``device``."""
+    if n < 0 or nz < 1 or num_categories < 1 or num_continuous < 0:
+        raise ValueError(f"sample_latent: needs n >= 0, nz >= 1, num_categories >= 1 and "
+                         f"num_continuous >= 0, got n={n}, nz={nz}, num_categories="
+                         f"{num_categories}, num_continuous={num_continuous}")
     dtype = dtype or backend.get_default_dtype()
     rng = backend.rng("cpu")
     z = rng.standard_normal((n, nz), dtype=dtype)

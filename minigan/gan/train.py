@@ -74,6 +74,22 @@ def _cause(inputs, models):
     return "training diverged (try a lower learning rate)"
 
 
+def _check_batches(inputs, name, step=None):
+    """NonFiniteLossError, worded as :func:`_check_finite`'s for the loss ``name``, when one of
+    ``inputs`` (name -> batch) holds NaN or infinite values. Called before any forward: a batch
+    norm records its batch's statistics in the forward, so a check of the loss alone would come
+    after the models had changed."""
+    for what, t in inputs.items():
+        bad = _non_finite(t)
+        if bad:
+            data = t.data if isinstance(t, Tensor) else t
+            value = "nan" if bool(backend.array_module(data).isnan(data).any()) else "not finite"
+            at = "" if step is None else f" at step {step}"
+            raise NonFiniteLossError(f"{name} is {value}{at}: the {what} holds {bad} NaN or "
+                                     f"infinite value(s) out of {data.size} (check the data and "
+                                     "its preprocessing); no update was made with it")
+
+
 def _check_finite(loss, name, step=None, inputs=None, models=None):
     """The loss as a float, or NonFiniteLossError saying what made it NaN or infinite:
     ``inputs`` (name -> batch, e.g. {"real batch": real}) and ``models`` (name -> Module) are
@@ -109,6 +125,7 @@ def train_step(G, D, opt_g, opt_d, real, z, step=None, loss="gan", augment=None)
     Returns :class:`StepStats`. Raises :class:`NonFiniteLossError` (naming ``step`` when given)
     before an update would use a NaN or infinite loss.
     """
+    _check_batches({"real batch": real, "noise z": z}, "discriminator loss", step)
     # 1. a batch of samples from the generator (the real batch was drawn by the caller)
     fake = G(z)
 

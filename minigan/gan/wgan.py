@@ -36,7 +36,7 @@ from .. import nn
 from ..autograd import no_grad
 from . import losses
 from .models import LEAK, Generator, dcgan_init_
-from .train import _check_finite, sample_noise
+from .train import _check_batches, _check_finite, sample_noise
 
 
 class Critic(nn.Module):
@@ -114,6 +114,7 @@ def critic_step(G, critic, opt_c, real, z, clip=None, gp_lambda=None, step=None)
     then, for WGAN, clips every critic weight into [-clip, clip]. Returns (loss, W1 estimate,
     penalty) as floats. Raises :class:`~minigan.gan.train.NonFiniteLossError` before the update
     when the loss is NaN or infinite."""
+    _check_batches({"real batch": real, "noise z": z}, "critic loss", step)
     # the samples are constants here: no graph through G (the critic step trains f only)
     with no_grad():
         fake = G(z)

@@ -316,7 +316,9 @@ class Embedding(Module):
         if idx.dtype.kind not in "iu":
             raise TypeError(f"Embedding needs integer indices, got dtype {idx.dtype}")
         if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= self.num_embeddings):
-            raise IndexError(f"Embedding index out of range [0, {self.num_embeddings})")
+            bad = idx[(idx < 0) | (idx >= self.num_embeddings)]
+            raise IndexError(f"Embedding: index {int(bad.ravel()[0])} is out of range [0, "
+                             f"{self.num_embeddings}) ({int(bad.size)} bad of {int(idx.size)})")
         return self.weight[idx]
 
 

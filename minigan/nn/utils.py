@@ -77,8 +77,8 @@ def spectral_norm(module, name="weight", n_power_iterations=1, eps=1e-12, dim=No
     if weight.ndim < 2:
         raise ValueError(f"spectral_norm: '{name}' must have at least 2 dimensions, got shape "
                          f"{weight.shape}")
-    if int(n_power_iterations) < 0 or not eps > 0:
-        raise ValueError(f"spectral_norm: n_power_iterations must be >= 0 and eps > 0, got "
+    if int(n_power_iterations) < 1 or not eps > 0:   # with 0 steps, u and v stay random
+        raise ValueError(f"spectral_norm: n_power_iterations must be >= 1 and eps > 0, got "
                          f"{n_power_iterations} and {eps}")
     if dim is None:
         dim = 1 if isinstance(module, ConvTranspose2d) else 0
