@@ -71,6 +71,8 @@ def test_benchmark_has_the_cure_rows():
         config = bench_toy2d.config_for(name, "ring")
         assert config.pack == 1
     assert bench_toy2d.config_for("Unrolled5", "grid").unroll == 5
+    goal = bench_toy2d.config_for("Unrolled5-b256-5k", "grid")
+    assert (goal.unroll, goal.pack, goal.batch, goal.steps) == (5, 1, 256, 5000)
     assert bench_toy2d.config_for("SN-hinge", "grid").spectral_norm
 
 
@@ -80,7 +82,7 @@ def test_benchmark_has_the_cure_rows():
 @pytest.mark.parametrize("data, modes, share", [("ring", 7.5, 0.90), ("grid", 22, 0.85)])
 def test_unrolled_gan_goal(data, modes, share):
     from benchmarks import bench_toy2d
-    config = bench_toy2d.config_for("Unrolled5", data)
+    config = bench_toy2d.config_for("Unrolled5-b256-5k", data)
     runs = [train_toy2d(config, seed=s) for s in range(5)]
     assert np.mean([r.metrics["modes"] for r in runs]) >= modes
     assert np.mean([r.metrics["high_quality"] for r in runs]) >= share
