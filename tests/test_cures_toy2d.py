@@ -74,6 +74,10 @@ def test_benchmark_has_the_cure_rows():
     goal = bench_toy2d.config_for("Unrolled5-b256-5k", "grid")
     assert (goal.unroll, goal.pack, goal.batch, goal.steps) == (5, 1, 256, 5000)
     assert bench_toy2d.config_for("SN-hinge", "grid").spectral_norm
+    # the published unrolled row (VEEGAN's Table 1, 5 runs) sits beside PacGAN's 10-trial rows
+    row = next(line for line in bench_toy2d.table([], []).splitlines()
+               if line.startswith("Unrolled GAN (VEEGAN T1)"))
+    assert row.split()[-1] == "5" and "35.6" in row and "16.0" in row
 
 
 # --- the goal (slow): unrolled GAN, K = 5, pack 1, mean over 5 seeds ----------------------------
