@@ -71,7 +71,13 @@ def test_benchmark_has_the_cure_rows():
         config = bench_toy2d.config_for(name, "ring")
         assert config.pack == 1
     assert bench_toy2d.config_for("Unrolled5", "grid").unroll == 5
+    goal = bench_toy2d.config_for("Unrolled5-b256-5k", "grid")
+    assert (goal.unroll, goal.pack, goal.batch, goal.steps) == (5, 1, 256, 5000)
     assert bench_toy2d.config_for("SN-hinge", "grid").spectral_norm
+    # the published unrolled row (VEEGAN's Table 1, 5 runs) sits beside PacGAN's 10-trial rows
+    row = next(line for line in bench_toy2d.table([], []).splitlines()
+               if line.startswith("Unrolled GAN (VEEGAN T1)"))
+    assert row.split()[-1] == "5" and "35.6" in row and "16.0" in row
 
 
 # --- the goal (slow): unrolled GAN, K = 5, pack 1, mean over 5 seeds ----------------------------
@@ -80,7 +86,7 @@ def test_benchmark_has_the_cure_rows():
 @pytest.mark.parametrize("data, modes, share", [("ring", 7.5, 0.90), ("grid", 22, 0.85)])
 def test_unrolled_gan_goal(data, modes, share):
     from benchmarks import bench_toy2d
-    config = bench_toy2d.config_for("Unrolled5", data)
+    config = bench_toy2d.config_for("Unrolled5-b256-5k", data)
     runs = [train_toy2d(config, seed=s) for s in range(5)]
     assert np.mean([r.metrics["modes"] for r in runs]) >= modes
     assert np.mean([r.metrics["high_quality"] for r in runs]) >= share
