@@ -6,11 +6,11 @@
 
 The models are :mod:`minigan.gan.acgan`: the conditional generator of examples/cgan_mnist.py
 (the label joined to the noise, one-hot) and a DCGAN discriminator with two heads on one trunk,
-real/fake and the 10 digit classes; D maximises L_S + L_C, G maximises L_C - L_S (its L_S part
-non-saturating). Adam lr 2e-4, betas (0.5, 0.999), batch 64, each fake drawn for the label of a
+real/fake and the 10 digit classes; D maximises L_S + L_C (L_C's real half only by default, see
+below), G maximises L_C - L_S (its L_S part non-saturating). Adam lr 2e-4, betas (0.5, 0.999), batch 64, each fake drawn for the label of a
 real digit of the batch. --fake-class-weight w weighs D's class loss on the fakes (1: the
-paper's L_C; 0: D's class head learns from real digits only, so it cannot learn to read marks
-G leaves on its fakes). The run folder (--out) receives, as training goes:
+paper's L_C; 0, the default: D's class head learns from real digits only, so it cannot learn to
+read marks G leaves on its fakes). The run folder (--out) receives, as training goes:
 
     samples_epoch001.png ...   a 10x10 grid every epoch: row k is digit k, column j one noise
     checkpoint.npz             every epoch (or --checkpoint-every iterations) and at the end, with
@@ -42,10 +42,12 @@ from minigan.gan.train import sample_noise
 from ._common import TrainingRun, add_common_args, check_args
 from .cgan_mnist import DIGITS, grid_inputs, load_labelled_images, load_metrics_classifier, save_grid
 
-# Iterations of the default run: the cGAN's default length (the same generator, a D of the same
-# size plus a 10-way head), about 7-8 minutes on 2 idle cores at 0.16-0.19 s an iteration.
-DEFAULT_ITERS = 2500
-FAKE_CLASS_WEIGHT = 1.0
+# Iterations of the default run: twice the cGAN's default length (the same generator, a D of the
+# same size plus a 10-way head), ~0.07 s of one core's time an iteration (RESULTS.md, issue 13).
+DEFAULT_ITERS = 5000
+# D's class head learns from real digits only by default: trained on the fakes too (the paper's
+# L_C, --fake-class-weight 1) it read G's fakes at 100% while the LeNet agreed on 0.83 of them
+FAKE_CLASS_WEIGHT = 0.0
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake", "class_acc_real", "class_acc_fake")
 EVAL_PER_DIGIT = 200
 

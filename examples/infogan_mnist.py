@@ -5,11 +5,14 @@
     python -m examples.infogan_mnist --resume           # continue the run in --out
     python -m examples.infogan_mnist --iters 3 --ngf 4 --ndf 4 --out /tmp/smoke
 
-The models are :mod:`minigan.gan.infogan`: the DCGAN generator on [z ; onehot(c) ; s] with 62
-noise dimensions, one categorical code c of 10 values and two continuous codes s ~ U(-1, 1), and
-the DCGAN discriminator with a Q head on its trunk that reads (c, s) back; the info loss weighs
-the categorical code 1 and the continuous ones 0.1 (--lambda-cont). Adam betas (0.5, 0.999),
-batch 64, lr --lr for D and Q, --lr-g for G. The training images' labels are never loaded. The
+The models are :mod:`minigan.gan.infogan`'s: a generator on [z ; onehot(c) ; s] with 62 noise
+dimensions z ~ N(0, I) (--noise uniform: U(-1, 1)), one categorical code c of 10 values and two
+continuous codes s ~ U(-1, 1), and a discriminator with a Q head on its trunk that reads (c, s)
+back; the InfoGAN paper's MNIST models by default (--arch dcgan: the DCGAN ones). The info loss
+weighs the categorical code 1 and the continuous ones 0.1 (--lambda-cont); it trains G and Q's
+head together in G's step by default (--q-update d: Q's head and the shared trunk in D's step).
+Adam betas (0.5, 0.999), batch 64, lr --lr for D (and Q with --q-update d), --lr-g for G (and
+Q with --q-update g). The training images' labels are never loaded. The
 run folder (--out) receives, as training goes:
 
     samples_epoch001.png ...   a 10x10 grid every epoch: row k uses categorical value k, column j
