@@ -11,6 +11,7 @@ Two architectures (``architecture=``): "paper", the InfoGAN paper's MNIST models
 C.1: fully connected layers at G's input and D's trunk end, :func:`paper_generator`,
 :class:`InfoGANDiscriminator`), and "dcgan", the DCGAN models of :mod:`minigan.gan.models`
 (trunk features (N, 2d, 7, 7), a 7x7 convolution as D's head).
+
 (K = 10 and M = 2 for MNIST, as in the paper.) Q(c, s | x) approximates the posterior of the
 codes given an image. The mutual information I(c, s; G(z, c, s)) has the variational lower bound
 (the paper's section 5)
@@ -29,16 +30,17 @@ on its own, which :mod:`minigan.metrics.matching` checks after the fact.
 
 Which parameters L_I updates, and why (:func:`infogan_train_step`, two choices):
 
-- ``q_update="g"`` (the examples' default, as in most public implementations: G's optimizer holds
+- ``q_update="g"`` (the example's default, as in most public implementations: G's optimizer holds
   G and Q's head): L_I trains G and Q's head together in G's step; the trunk Q shares with D
-  learns from D's GAN loss only. Q can then read the codes only from features D finds useful to
-  tell real digits from fakes, so G has to write the categorical code into what makes a digit a
-  digit (its identity), not into marks invisible to D.
+  learns from D's GAN loss only, so Q reads the codes from features D learnt for telling real
+  digits from fakes. G and Q's head minimise the same loss here, so one optimizer holds both.
 - ``q_update="d"``: the D step adds the info loss of the detached fakes to D's loss, training Q's
   head and the shared trunk to read the codes back, and the G step adds it through the frozen D
-  and Q, training G alone. Here the trunk learns features for Q's sake, and on MNIST G wrote the
-  code into such features (Q read it at 98-100%) while the noise chose the digit
-  (benchmarks/RESULTS.md, issue 13).
+  and Q, training G alone (Q costs almost nothing beyond D, the paper's point).
+
+On the bundled digits the choice of models mattered more than this one: with the DCGAN models
+the noise chose the digit and the code a style under either update, with the paper's the code
+found the digits under both, "g" a little faster (benchmarks/RESULTS.md, issue 13).
 """
 import math
 from typing import NamedTuple
