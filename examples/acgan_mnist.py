@@ -6,9 +6,11 @@
 
 The models are :mod:`minigan.gan.acgan`: the conditional generator of examples/cgan_mnist.py
 (the label joined to the noise, one-hot) and a DCGAN discriminator with two heads on one trunk,
-real/fake and the 10 digit classes; D maximises L_S + L_C, G maximises L_C - L_S (its L_S part
-non-saturating). Adam lr 2e-4, betas (0.5, 0.999), batch 64, each fake drawn for the label of a
-real digit of the batch. The run folder (--out) receives, as training goes:
+real/fake and the 10 digit classes; D maximises L_S + L_C (L_C's real half only by default, see
+below), G maximises L_C - L_S (its L_S part non-saturating). Adam lr 2e-4, betas (0.5, 0.999), batch 64, each fake drawn for the label of a
+real digit of the batch. --fake-class-weight w weighs D's class loss on the fakes (1: the
+paper's L_C; 0, the default: D's class head learns from real digits only, so it cannot learn to
+read marks G leaves on its fakes). The run folder (--out) receives, as training goes:
 
     samples_epoch001.png ...   a 10x10 grid every epoch: row k is digit k, column j one noise
     checkpoint.npz             every epoch (or --checkpoint-every iterations) and at the end, with
@@ -40,9 +42,12 @@ from minigan.gan.train import sample_noise
 from ._common import TrainingRun, add_common_args, check_args
 from .cgan_mnist import DIGITS, grid_inputs, load_labelled_images, load_metrics_classifier, save_grid
 
-# Iterations of the default run: the cGAN's default length (the same generator, a D of the same
-# size plus a 10-way head), about 7-8 minutes on 2 idle cores at 0.16-0.19 s an iteration.
-DEFAULT_ITERS = 2500
+# Iterations of the default run: twice the cGAN's default length (the same generator, a D of the
+# same size plus a 10-way head), ~0.07 s of one core's time an iteration (RESULTS.md, issue 13).
+DEFAULT_ITERS = 5000
+# D's class head learns from real digits only by default: trained on the fakes too (the paper's
+# L_C, --fake-class-weight 1) it read G's fakes at 100% while the LeNet agreed on 0.83 of them
+FAKE_CLASS_WEIGHT = 0.0
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake", "class_acc_real", "class_acc_fake")
 EVAL_PER_DIGIT = 200
 
@@ -50,8 +55,13 @@ EVAL_PER_DIGIT = 200
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser, iters=DEFAULT_ITERS, out="runs/acgan_mnist", width=32)
+    parser.add_argument("--fake-class-weight", type=float, default=FAKE_CLASS_WEIGHT,
+                        help="weight of D's class loss on the fakes (1: the paper's L_C; "
+                             "0: D's class head learns from real digits only)")
     args = parser.parse_args(argv)
     check_args(args)
+    if not args.fake_class_weight >= 0:
+        sys.exit(f"--fake-class-weight must be >= 0, got {args.fake_class_weight}")
     return args
 
 
@@ -103,7 +113,7 @@ def main(argv=None):
     opt_d = optim.Adam(D.parameters(), lr=args.lr, betas=(0.5, 0.999))
     classifier = None if args.no_metrics or args.dataset != "mnist" else load_metrics_classifier()
     config = {"dataset": args.dataset, "images": len(images), "batch_size": args.batch_size,
-              "lr": args.lr, "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf}
+              "lr": args.lr, "fake_class_weight": args.fake_class_weight, "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf}
     sampler = generator_record(G, {"nz": args.nz, "ngf": args.ngf, "nc": 1, "num_classes": DIGITS},
                                labels=DIGITS)
     run = TrainingRun(args, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, loader, config,
@@ -118,7 +128,8 @@ def main(argv=None):
     def one_iteration(step):
         real, y = next(batches)
         z = sample_noise(args.batch_size, args.nz, device)
-        return acgan_train_step(G, D, opt_g, opt_d, mg.Tensor(real), y, z, step=step)
+        return acgan_train_step(G, D, opt_g, opt_d, mg.Tensor(real), y, z, step=step,
+                                fake_class_weight=args.fake_class_weight)
 
     def shown(stats):
         return {"D": stats.loss_d, "G": stats.loss_g, "D(x)": stats.d_real,

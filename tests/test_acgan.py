@@ -81,6 +81,34 @@ def test_losses_on_hand_computed_values():
     assert class_loss(two, np.array([0, 0])).item() == pytest.approx((ce_real + ce_fake) / 2)
 
 
+def test_the_fake_class_weight_scales_or_drops_ds_class_loss_on_fakes():
+    real_s, fake_s = mg.Tensor(np.array([2.0])), mg.Tensor(np.array([-1.0]))
+    real_c, fake_c = mg.Tensor(np.array([[3.0, 0.0]])), mg.Tensor(np.array([[0.0, 1.0]]))
+    gan_and_real = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))
+                    + math.log(1 + math.exp(-3)))
+    ce_fake = math.log(1 + math.exp(1))
+    for w in (0.0, 0.25, 1.0):
+        assert acgan_d_loss(real_s, fake_s, real_c, fake_c, [0], [0], w).item() == pytest.approx(
+            gan_and_real + w * ce_fake)
+    with pytest.raises(ValueError, match="fake_class_weight must be >= 0, got -1"):
+        acgan_d_loss(real_s, fake_s, real_c, fake_c, [0], [0], -1)
+
+
+def test_with_weight_0_ds_class_head_learns_from_real_digits_only():
+    # D's class head sees the trunk's features; with weight 0 its update is a function of the
+    # real batch alone, so fakes drawn for other labels (other images too) leave it the same
+    results = {}
+    for w in (0.0, 1.0):
+        for fake_labels in (np.zeros(16, int), np.full(16, 7)):
+            G, D, opt_g, opt_d, real, labels = tiny_setup()
+            z = sample_noise(16, 8)
+            acgan_train_step(G, D, opt_g, opt_d, real, labels, z, fake_labels=fake_labels,
+                             fake_class_weight=w)
+            results[w, int(fake_labels[0])] = D.classifier.weight.data.copy()
+    np.testing.assert_array_equal(results[0.0, 0], results[0.0, 7])
+    assert not np.array_equal(results[1.0, 0], results[1.0, 7])
+
+
 def test_class_loss_rejects_bad_labels():
     logits = mg.Tensor(np.zeros((3, 10)))
     with pytest.raises(ValueError, match=r"\[0, 10\)"):

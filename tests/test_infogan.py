@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 import minigan as mg
 from minigan import io, nn, optim
 from minigan.data import write_idx
-from minigan.gan.infogan import (LOG_STD_RANGE, InfoGANGenerator, Latent, QOutput, gaussian_nll,
-                                 generate_infogan, info_loss, infogan_train_step, make_infogan,
-                                 sample_latent)
+from minigan.gan import losses
+from minigan.gan.infogan import (LOG_STD_RANGE, InfoGANDiscriminator, InfoGANGenerator, Latent,
+                                 QOutput, gaussian_nll, generate_infogan, info_loss,
+                                 infogan_train_step, make_infogan, sample_latent)
 from minigan.gan.train import NonFiniteLossError
 from minigan.testing import gradcheck
 
@@ -24,11 +25,13 @@ from test_cgan import arrays, tiny_argv
 TINY = dict(nz=8, ngf=4, ndf=4)
 
 
-def tiny_setup(batch=16, lr=2e-4, seed=0):
+def tiny_setup(batch=16, lr=2e-4, seed=0, architecture="dcgan", q_update="d"):
     mg.manual_seed(seed)
-    G, D = make_infogan(**TINY)
-    opt_g = optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
-    opt_d = optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    G, D = make_infogan(**TINY, architecture=architecture)
+    g_params, d_params = ((G.parameters(), D.parameters()) if q_update == "d" else
+                          (list(G.parameters()) + list(D.q.parameters()), D.d_parameters()))
+    opt_g = optim.Adam(g_params, lr=lr, betas=(0.5, 0.999))
+    opt_d = optim.Adam(d_params, lr=lr, betas=(0.5, 0.999))
     rng = np.random.default_rng(seed)
     real = mg.Tensor(rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))
     return G, D, opt_g, opt_d, real
@@ -66,6 +69,27 @@ def test_generator_input_is_noise_onehot_code_and_continuous_codes():
         G(latent.z, latent.categories, mg.Tensor(np.zeros((6, 3), np.float32)))
     with pytest.raises(ValueError, match=r"\[0, 10\)"):
         G(latent.z, np.array([0, 1, 2, 3, 4, 10]), latent.continuous)
+
+
+def test_the_papers_architecture_has_its_layers_and_shapes():
+    G, D = make_infogan(**TINY, architecture="paper")
+    linears = [m for m in G.net if isinstance(m, nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(64, 8 + 10 + 2), (8 * 49, 64)]
+    assert [type(m).__name__ for m in G.net][-3:] == ["ReLU", "ConvTranspose2d", "Tanh"]
+    assert isinstance(D.features[-3], nn.Linear) and D.features[-3].weight.shape == (64, 8 * 49)
+    assert isinstance(D.head, nn.Linear) and D.head.weight.shape == (1, 64)
+    assert D.q[1].weight.shape == (128, 64)
+    latent = sample_latent(6, 8)
+    x = G(*latent)
+    logits, q = D(x)
+    assert x.shape == (6, 1, 28, 28) and logits.shape == (6,) and q.logits.shape == (6, 10)
+    assert {id(p) for p in D.d_parameters()}.isdisjoint(id(p) for p in D.q.parameters())
+    assert len(D.d_parameters()) + len(list(D.q.parameters())) == len(list(D.parameters()))
+    with pytest.raises(ValueError, match=r"architecture must be one of \('dcgan', 'paper'\), "
+                                         r"got 'big'"):
+        InfoGANDiscriminator(architecture="big")
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        InfoGANGenerator(architecture="big")
 
 
 def test_each_code_changes_the_image():
@@ -172,6 +196,45 @@ def test_the_step_trains_every_parameter_and_unfreezes_d():
         for name, p in model.named_parameters():
             assert not np.array_equal(p.data, before[name]), name
     assert all(p.requires_grad for p in D.parameters())
+
+
+@pytest.mark.parametrize("architecture", ["dcgan", "paper"])
+def test_with_q_update_g_the_q_head_learns_in_gs_step_and_the_trunk_from_the_gan_loss_only(
+        architecture):
+    G, D, opt_g, opt_d, real = tiny_setup(architecture=architecture, q_update="g")
+    latent = sample_latent(16, 8)
+    # the trunk and D's head after a D step on the GAN loss alone, from the same start
+    G2, D2, _, opt_d2, _ = tiny_setup(architecture=architecture, q_update="g")
+    with mg.no_grad():
+        fake = G2(latent.z, latent.categories, latent.continuous)
+    real_logits, _ = D2(real)
+    fake_logits, _ = D2(fake)
+    opt_d2.zero_grad()
+    losses.d_loss_minimax(real_logits, fake_logits).backward()
+    opt_d2.step()
+    G_before, q_before = arrays(G), arrays(D.q)
+    stats = infogan_train_step(G, D, opt_g, opt_d, real, latent, q_update="g")
+    assert all(np.isfinite(stats)) and 0 <= stats.q_accuracy <= 1
+    for name, p in list(D.features.named_parameters()) + list(D.head.named_parameters()):
+        twin = dict(list(D2.features.named_parameters()) + list(D2.head.named_parameters()))[name]
+        np.testing.assert_allclose(p.data, twin.data, rtol=1e-6, atol=1e-7, err_msg=name)
+    for name, p in D.q.named_parameters():
+        assert not np.array_equal(p.data, q_before[name]), name
+    for name, p in G.named_parameters():
+        assert not np.array_equal(p.data, G_before[name]), name
+    assert all(p.requires_grad for p in D.parameters())
+    with pytest.raises(ValueError, match=r"q_update must be one of \('d', 'g'\), got 'q'"):
+        infogan_train_step(G, D, opt_g, opt_d, real, latent, q_update="q")
+
+
+def test_with_q_update_g_the_q_head_learns_to_read_the_codes():
+    G, D, opt_g, opt_d, real = tiny_setup(lr=2e-3, architecture="paper", q_update="g")
+    latent = sample_latent(16, 8)
+    first = infogan_train_step(G, D, opt_g, opt_d, real, latent, q_update="g")
+    for _ in range(12):
+        last = infogan_train_step(G, D, opt_g, opt_d, real, latent, q_update="g")
+    assert last.loss_info < 0.7 * first.loss_info
+    assert last.q_accuracy > first.q_accuracy
 
 
 def test_nan_loss_raises_before_any_update():

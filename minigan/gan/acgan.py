@@ -69,16 +69,23 @@ def class_loss(class_logits, labels):
     return F.cross_entropy(class_logits, _labels(labels, class_logits.shape[1], class_logits))
 
 
-def acgan_d_loss(real_source, fake_source, real_class, fake_class, real_labels, fake_labels):
-    """-(L_S + L_C), the loss D minimises:
+def acgan_d_loss(real_source, fake_source, real_class, fake_class, real_labels, fake_labels,
+                 fake_class_weight=1.0):
+    """-(L_S + L_C), the loss D minimises, with L_C's fake half weighted by w = fake_class_weight:
 
         BCE(real_source, 1) + BCE(fake_source, 0) + CE(real_class, real_labels)
-                                                  + CE(fake_class, fake_labels)
+                                                  + w CE(fake_class, fake_labels)
 
     sources (N,) logits, classes (N, K) logits, labels (N,) ints: the real digits' labels and the
-    labels the fakes were drawn for. A scalar Tensor."""
-    return (losses.d_loss_minimax(real_source, fake_source)
-            + class_loss(real_class, real_labels) + class_loss(fake_class, fake_labels))
+    labels the fakes were drawn for. w = 1 is the paper's loss; w = 0 trains the class head on
+    real digits only, so it cannot learn to read the marks G leaves on its fakes (``fake_class``
+    may then be None). A scalar Tensor."""
+    if fake_class_weight < 0:
+        raise ValueError(f"fake_class_weight must be >= 0, got {fake_class_weight}")
+    loss = losses.d_loss_minimax(real_source, fake_source) + class_loss(real_class, real_labels)
+    if fake_class_weight > 0:
+        loss = loss + fake_class_weight * class_loss(fake_class, fake_labels)
+    return loss
 
 
 def acgan_g_loss(fake_source, fake_class, fake_labels):
@@ -104,21 +111,24 @@ def _accuracy(class_logits, labels):
     return float((predicted == _labels(labels, class_logits.shape[1], class_logits)).mean())
 
 
-def acgan_train_step(G, D, opt_g, opt_d, real, labels, z, fake_labels=None, step=None):
+def acgan_train_step(G, D, opt_g, opt_d, real, labels, z, fake_labels=None, step=None,
+                     fake_class_weight=1.0):
     """One ACGAN iteration on a real batch (N, C, H, W) with its labels (N,) and noise z (N, nz):
 
     D step: minimise :func:`acgan_d_loss`   (G(z, c) detached: only D's trunk and heads learn)
     G step: minimise :func:`acgan_g_loss`   (D frozen: only G learns)
 
     The fakes are drawn for ``fake_labels`` (default: the real batch's labels, as in
-    :func:`~minigan.gan.conditional.conditional_train_step`). Returns :class:`ACGANStats`;
+    :func:`~minigan.gan.conditional.conditional_train_step`); ``fake_class_weight`` weighs D's
+    class loss on the fakes (:func:`acgan_d_loss`; 1 the paper's, 0 real digits only). Returns :class:`ACGANStats`;
     raises NonFiniteLossError before an update would use a NaN or infinite loss."""
     fake_labels = labels if fake_labels is None else fake_labels
     fake = G(z, fake_labels)
 
     real_source, real_class = D(real)
     fake_source, fake_class = D(fake.detach())
-    loss_d = acgan_d_loss(real_source, fake_source, real_class, fake_class, labels, fake_labels)
+    loss_d = acgan_d_loss(real_source, fake_source, real_class, fake_class, labels, fake_labels,
+                          fake_class_weight)
     loss_d_value = _check_finite(loss_d, "discriminator loss", step)
     opt_d.zero_grad()
     loss_d.backward()
