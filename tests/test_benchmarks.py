@@ -91,3 +91,23 @@ def test_timeline_splits_every_dcgan_layer_by_pass_thread_and_phase(tmp_path):
     assert any(e["name"] == "D2 fwd: gemm" for e in events)
     assert ops["adam"]["calls"] == 12   # one per parameter a step: G 7, D 5
     assert "CPU ms per iteration by phase" in text
+
+
+def test_fid_share_floor_draws_real_digits_at_the_shares_of_a_run_or_given(tmp_path):
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    trained = subprocess.run([sys.executable, "-m", "examples.dcgan_mnist", "--iters", "2",
+                              "--ngf", "8", "--ndf", "8", "--bundled", "--no-metrics",
+                              "--no-progress", "--out", str(run)],
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    text, rows = run_script("fid_share_floor.py", str(run), "--n", "300",
+                            "--shares", "1", "0", "0", "0", "0", "0", "0", "0", "0", "0")
+    equal, only_zeros, generated, at_its_shares = rows
+    assert max(equal["class_shares"]) < 0.13 and equal["classifier_score"] > 8.5
+    # 300 zeros: the classifier sees (nearly) only zeros, and FID pays for the missing classes
+    assert only_zeros["class_shares"][0] > 0.95 and only_zeros["fid"] > 3 * equal["fid"]
+    assert generated["what"].endswith("(G)") and "real digits at its shares" in text
+    # the real digits follow the generated shares up to the classifier's mistakes
+    diff = [abs(a - b) for a, b in zip(generated["class_shares"], at_its_shares["class_shares"])]
+    assert max(diff) < 0.05
