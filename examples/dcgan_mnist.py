@@ -3,26 +3,30 @@
     python -m examples.dcgan_mnist                      # the default run: a few minutes on 2 cores
     python -m examples.dcgan_mnist --epochs 20 --out runs/long
     python -m examples.dcgan_mnist --resume             # continue the run in --out
+    python -m examples.dcgan_mnist --recipe paper       # Radford et al.'s exact recipe
     python -m examples.dcgan_mnist --recipe small-data  # DiffAugment and an EMA generator
     python -m examples.dcgan_mnist --iters 3 --ngf 8 --ndf 8 --out /tmp/smoke
     python -m examples.dcgan_mnist --spectral-norm --loss hinge --out runs/sngan   # SN-GAN's D and loss
     python -m examples.sample runs/dcgan_mnist --n 100  # new digits from the saved run
 
-The models are :mod:`minigan.gan.models` (28x28 DCGAN), trained with Adam (lr 2e-4, betas
-(0.5, 0.999)), batch 64, the discriminator's binary cross-entropy and the non-saturating
-generator loss; one iteration is :func:`minigan.gan.train.train_step`, Algorithm 1 of the GAN
-paper. Two recipes (--recipe; --augment, --ema and --lr-d change one ingredient):
+The models are :mod:`minigan.gan.models` (28x28 DCGAN), trained with Adam (betas (0.5, 0.999)),
+batch 64, the discriminator's binary cross-entropy and the non-saturating generator loss; one
+iteration is :func:`minigan.gan.train.train_step`, Algorithm 1 of the GAN paper. Three recipes
+(--recipe; --lr, --lr-d, --augment and --ema change one ingredient):
 
-    paper       (default) Radford et al. (2016) exactly: no augmentation, the trained G itself.
-    small-data  D sees every image, real and fake, through DiffAugment (Zhao et al.
-                2020: random translation by up to 4 pixels and a 14x14 cutout, in both players'
-                steps, :mod:`minigan.gan.augment`), which keeps D from memorising the 4,500
-                bundled digits; the grids and metrics come from an exponential moving average
+    two-timescale  (default) the paper's recipe with two learning rates (Heusel et al. 2017's
+                "two time-scale" rule): G's Adam at 1.6e-3, D's at 2e-4. Chosen by measurement
+                on the 4,500 bundled digits at 2,000 iterations: FID 99-118 over seeds 0-2
+                against the paper recipe's 128-166, and a better classifier score in every
+                seed (benchmarks/RESULTS.md, issue 17).
+    paper       Radford et al. (2016) exactly: Adam 2e-4 for both, the trained G itself.
+    small-data  the paper's rates, and D sees every image, real and fake, through DiffAugment
+                (Zhao et al. 2020: random translation by up to 4 pixels and a 14x14 cutout, in
+                both players' steps, :mod:`minigan.gan.augment`), which keeps D from memorising
+                the bundled digits; the grids and metrics come from an exponential moving average
                 of G's weights (beta 0.999) with its batch-norm statistics recomputed for the
                 averaged weights (:mod:`minigan.gan.ema`). Costs the same per iteration, but
-                learns more slowly: after 2,000 iterations FID 271-289 (3 seeds) against the
-                paper recipe's 135.6 (seed 0), so it is not the default (benchmarks/RESULTS.md,
-                issue 17).
+                learns more slowly: after 2,000 iterations FID 271-289 (3 seeds).
 
 The run folder (--out) receives, as training goes:
 
@@ -54,18 +58,18 @@ from ._common import (TrainingRun, abort_on_error, add_common_args, add_distribu
                       load_training_images, make_loader, save_final_pictures, save_samples,
                       setup_distributed)
 
-# Iterations of the default run (29 epochs of the bundled 4,500 digits), from measured speed: an
-# iteration at batch 64 costs about 0.26 s of CPU time single-threaded here (PyTorch: 0.22 s);
-# the default run took 6 min 36 s on 2 otherwise idle cores (393 s of training, then the
-# pictures and metrics). Digits become recognisable after about 1,000-1,400 iterations; the rest
-# is margin and sharpening.
+# Iterations of the default run (29 epochs of the bundled 4,500 digits): about 3 min 45 s on 2
+# idle cores with the metrics (benchmarks/RESULTS.md). Digits become recognisable after about
+# 1,000-1,400 iterations; the rest is margin and sharpening.
 DEFAULT_ITERS = 2000
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
-# The two recipes --recipe picks from; a flag given explicitly overrides its recipe's value.
+# The recipes --recipe picks from; a flag given explicitly overrides its recipe's value.
 RECIPES = {
-    "paper": {"augment": "none", "ema": 0.0, "lr": 2e-4},
-    "small-data": {"augment": "translation,cutout", "ema": 0.999, "lr": 2e-4},
+    "two-timescale": {"augment": "none", "ema": 0.0, "lr": 1.6e-3, "lr_d": 2e-4},
+    "paper": {"augment": "none", "ema": 0.0, "lr": 2e-4, "lr_d": 2e-4},
+    "small-data": {"augment": "translation,cutout", "ema": 0.999, "lr": 2e-4, "lr_d": 2e-4},
 }
+DEFAULT_RECIPE = "two-timescale"
 
 
 def parse_args(argv=None):
@@ -77,9 +81,10 @@ def parse_args(argv=None):
                         help="SN-GAN's D: spectral norm on every convolution, no batch norm")
     parser.add_argument("--loss", choices=("gan", "hinge"), default="gan",
                         help="gan: BCE D and non-saturating G; hinge: the hinge losses (SN-GAN)")
-    parser.add_argument("--recipe", choices=tuple(RECIPES), default="paper",
-                        help="paper (default): Radford et al.'s exact recipe; small-data: "
-                             "DiffAugment and an EMA generator")
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default=DEFAULT_RECIPE,
+                        help="two-timescale (default): Adam 1.6e-3 for G, 2e-4 for D; paper: "
+                             "Radford et al.'s exact recipe; small-data: DiffAugment and an "
+                             "EMA generator")
     parser.add_argument("--augment", default=None,
                         help="DiffAugment policy applied to every image D sees: 'none' or a "
                              f"comma list of {', '.join(POLICIES)} (default: the recipe's)")
@@ -87,14 +92,15 @@ def parse_args(argv=None):
                         help="beta of the EMA generator used for grids and metrics, 0 for none "
                              "(default: the recipe's)")
     parser.add_argument("--lr-d", type=float, default=None,
-                        help="D's learning rate when it differs from G's (default: --lr)")
+                        help="D's learning rate (default: --lr when it is given, else the "
+                             "recipe's)")
     parser.set_defaults(lr=None)
     args = parser.parse_args(argv)
+    if args.lr is not None and args.lr_d is None:   # --lr sets both players' rates unless
+        args.lr_d = args.lr                          # --lr-d parts them
     for name, value in RECIPES[args.recipe].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if args.lr_d is None:   # --lr sets both players' rates unless --lr-d parts them
-        args.lr_d = args.lr
     check_args(args)
     if not 0 <= args.ema < 1:
         sys.exit(f"--ema must be in [0, 1), got {args.ema}")

@@ -167,9 +167,15 @@ def test_dcgan_example_recipes_and_their_flags():
     from examples import dcgan_mnist
     small = dcgan_mnist.parse_args(["--recipe", "small-data"])
     assert (small.policy, small.ema) == (("translation", "cutout"), 0.999)
-    paper = dcgan_mnist.parse_args([])
+    default = dcgan_mnist.parse_args([])
+    assert (default.recipe, default.policy, default.ema, default.lr, default.lr_d) == (
+        "two-timescale", (), 0.0, 1.6e-3, 2e-4)
+    paper = dcgan_mnist.parse_args(["--recipe", "paper"])
     assert (paper.recipe, paper.policy, paper.ema, paper.lr, paper.lr_d) == ("paper", (), 0.0,
                                                                              2e-4, 2e-4)
+    # a recipe's rate given explicitly wins over the recipe; --lr alone sets both players'
+    assert dcgan_mnist.parse_args(["--lr-d", "1e-4"]).lr == 1.6e-3
+    assert dcgan_mnist.parse_args(["--lr-d", "1e-4"]).lr_d == 1e-4
     mixed = dcgan_mnist.parse_args(["--recipe", "paper", "--augment", "translation",
                                     "--lr-d", "4e-4"])
     assert (mixed.policy, mixed.ema, mixed.lr_d) == (("translation",), 0.0, 4e-4)
