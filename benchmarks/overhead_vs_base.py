@@ -117,6 +117,14 @@ def dcgan_step(mg, batch=64, seed=0):
     return lambda: gan.train_step(G, D, opt_g, opt_d, real, z)
 
 
+
+def _repeated(step, n):
+    """A callable that runs ``step`` n times (one timed sample)."""
+    def run():
+        for _ in range(n):
+            step()
+    return run
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="root of the baseline checkout (e.g. 784a53e)")
@@ -135,21 +143,11 @@ def main(argv=None):
     per = {name: args.loops for name in cases["this"]}
     if not args.no_step:
         for k, mg in packages.items():
-            step = mlp_step(mg)
-
-            def steps(step=step):
-                for _ in range(args.steps):
-                    step()
-            cases[k]["MLP GAN step (ms)"] = steps
+            cases[k]["MLP GAN step (ms)"] = _repeated(mlp_step(mg), args.steps)
         per["MLP GAN step (ms)"] = args.steps
     if args.dcgan:
         for k, mg in packages.items():
-            step = dcgan_step(mg)
-
-            def iterations(step=step):
-                for _ in range(args.dcgan):
-                    step()
-            cases[k]["DCGAN iteration (ms)"] = iterations
+            cases[k]["DCGAN iteration (ms)"] = _repeated(dcgan_step(mg), args.dcgan)
         per["DCGAN iteration (ms)"] = args.dcgan
     times = {k: {name: [] for name in per} for k in packages}
     for name in per:   # warm-up: numba compilation, caches, allocator
