@@ -117,20 +117,28 @@ def batch_norm_leaky_relu(input, running_mean, running_var, weight=None, bias=No
                                  momentum, eps), slope)
 
 
-def _batch_norm(input, running_mean, running_var, weight, bias, training,  # noqa: A002
-                momentum, eps, negative_slope=None):
-    """batch_norm, followed in training mode by a LeakyReLU of that slope when one is given."""
+def _checked_input(op, input, running_mean, running_var, weight, bias):  # noqa: A002
+    """(input as a Tensor, its channel count) after the shape checks every batch norm makes:
+    (N, C) or (N, C, H, W) input, per-channel (C,) weight, bias and running statistics, weight
+    and bias both given or both None; ValueError naming ``op`` otherwise."""
     x = as_tensor(input)
     if x.ndim not in (2, 4):
-        raise ValueError(f"batch_norm expects (N, C) or (N, C, H, W) input, got shape {x.shape}")
+        raise ValueError(f"{op} expects (N, C) or (N, C, H, W) input, got shape {x.shape}")
     channels = x.shape[1]
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
         if t is not None and tuple(t.shape) != (channels,):
-            raise ValueError(f"batch_norm: {name} has shape {tuple(t.shape)} but the input has "
+            raise ValueError(f"{op}: {name} has shape {tuple(t.shape)} but the input has "
                              f"{channels} channels")
     if (weight is None) != (bias is None):
-        raise ValueError("batch_norm: pass both weight and bias, or neither")
+        raise ValueError(f"{op}: pass both weight and bias, or neither")
+    return x, channels
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training,  # noqa: A002
+                momentum, eps, negative_slope=None):
+    """batch_norm, followed in training mode by a LeakyReLU of that slope when one is given."""
+    x, channels = _checked_input("batch_norm", input, running_mean, running_var, weight, bias)
     # every check before any running statistic moves: a refused call changes no state
     if x.dtype.kind != "f":
         raise TypeError(f"batch_norm: input must be float32 or float64, got dtype {x.dtype}")
@@ -246,18 +254,8 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,  #
     estimates, no communication) and when ``comm`` is None or has one rank."""
     if not training or comm is None or comm.size == 1:
         return batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
-    x = as_tensor(input)
-    if x.ndim not in (2, 4):
-        raise ValueError(f"sync_batch_norm expects (N, C) or (N, C, H, W) input, got shape "
-                         f"{x.shape}")
-    channels = x.shape[1]
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                    ("running_var", running_var)):
-        if t is not None and tuple(t.shape) != (channels,):
-            raise ValueError(f"sync_batch_norm: {name} has shape {tuple(t.shape)} but the input "
-                             f"has {channels} channels")
-    if (weight is None) != (bias is None):
-        raise ValueError("sync_batch_norm: pass both weight and bias, or neither")
+    x, channels = _checked_input("sync_batch_norm", input, running_mean, running_var, weight,
+                                 bias)
     xp = backend.array_module(x.data)
     local = x.numel() // channels if channels else 0
     if local == 0:
