@@ -43,6 +43,7 @@ from minigan.data import Batches
 from minigan.gan.infogan import (ARCHITECTURES, LAMBDA_CONTINUOUS, NOISES, NUM_CATEGORIES,
                                  NUM_CONTINUOUS, Q_UPDATES, draw_noise, generate_infogan,
                                  infogan_train_step, make_infogan, sample_latent)
+from minigan.gan.augment import RandomAffine
 from minigan.gan.rebuild import generator_record
 
 from ._common import TrainingRun, add_common_args, check_args, load_training_images
@@ -57,6 +58,8 @@ LR_G = 1e-3   # G's (and Q's head's) Adam learning rate in the InfoGAN authors' 
 ARCH = "paper"
 Q_UPDATE = "g"
 NOISE = "normal"
+CODE_TRANSFORMS = ("none", "affine")
+CODE_TRANSFORM = "none"
 STAT_NAMES = ("loss_d", "loss_g", "loss_info", "d_real", "d_fake", "q_accuracy")
 SWEEP_STEPS = 10
 EVAL_PER_CODE = 200
@@ -76,6 +79,9 @@ def parse_args(argv=None):
                         help="G's noise z: N(0, 1) or U(-1, 1)")
     parser.add_argument("--q-update", choices=Q_UPDATES, default=Q_UPDATE,
                         help="which step trains Q's head: D's (with the trunk) or G's (with G)")
+    parser.add_argument("--code-transform", choices=CODE_TRANSFORMS, default=CODE_TRANSFORM,
+                        help="affine: Q reads the categorical code from randomly slanted, zoomed "
+                             "and shifted fakes (RandomAffine), so the code must survive them")
     args = parser.parse_args(argv)
     check_args(args)
     if not args.lr_g > 0:
@@ -166,6 +172,7 @@ def main(argv=None):
     config = {"dataset": args.dataset, "images": len(images), "batch_size": args.batch_size,
               "lr": args.lr, "lr_g": args.lr_g, "lambda_cont": args.lambda_cont,
               "arch": args.arch, "q_update": args.q_update, "noise": args.noise,
+              "code_transform": args.code_transform,
               "seed": args.seed, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf}
     # examples.sample draws the codes as training does: a uniform category, U(-1, 1) continuous
     sampler = generator_record(
@@ -179,6 +186,7 @@ def main(argv=None):
           f"training to iteration {run.total} on {device}; writing to {run.files.folder}")
 
     grid = code_grid_inputs(args.nz, args.seed, args.noise)
+    transform = RandomAffine() if args.code_transform == "affine" else None
     batches = loader.forever()
 
     def one_iteration(step):
@@ -186,7 +194,7 @@ def main(argv=None):
         latent = sample_latent(args.batch_size, args.nz, device=device, noise=args.noise)
         return infogan_train_step(G, D, opt_g, opt_d, mg.Tensor(real), latent,
                                   lambda_cont=args.lambda_cont, step=step,
-                                  q_update=args.q_update)
+                                  q_update=args.q_update, code_transform=transform)
 
     def shown(stats):
         return {"D": stats.loss_d, "G": stats.loss_g, "info": stats.loss_info,

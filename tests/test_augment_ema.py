@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import minigan as mg
 from minigan import nn, optim
-from minigan.gan.augment import DiffAugment, cutout, translate
+from minigan.gan.augment import DiffAugment, RandomAffine, affine, cutout, translate
 from minigan.gan.ema import EMA, noise_batches, recompute_batchnorm
 from minigan.gan.models import Generator, make_dcgan
 from minigan.gan.train import sample_noise, train_step
@@ -85,6 +85,75 @@ def test_diffaugment_rejects_bad_settings_and_inputs():
         DiffAugment(cutout_ratio=1.5)
     with pytest.raises(ValueError, match="expects images \\(N, C, H, W\\), got shape \\(4, 28\\)"):
         DiffAugment()(mg.Tensor(np.zeros((4, 28), np.float32)))
+
+
+def bilinear_reference(image, y, x, fill):
+    """image (H, W) read at the fractional point (y, x) by bilinear interpolation, fill outside."""
+    h, w = image.shape
+    total = 0.0
+    for i in (int(np.floor(y)), int(np.floor(y)) + 1):
+        for j in (int(np.floor(x)), int(np.floor(x)) + 1):
+            weight = max(0.0, 1 - abs(y - i)) * max(0.0, 1 - abs(x - j))
+            value = image[i, j] if 0 <= i < h and 0 <= j < w else fill
+            total += weight * value
+    return total
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(2, 7), w=st.integers(2, 7), data=st.data())
+def test_affine_reads_each_pixel_where_the_inverse_warp_sends_it(h, w, data):
+    """Output row i reads input row yi = (i - cy - dy) / s + cy, then column (j - cx - dx -
+    k (i - cy)) / s + cx of that resampled row: a loop over pixels with explicit bilinear reads."""
+    rng = np.random.default_rng(h * 10 + w)
+    x = rng.standard_normal((2, 2, h, w))
+    floats = st.floats(-2, 2, allow_nan=False)
+    s = np.array(data.draw(st.lists(st.floats(0.5, 2), min_size=2, max_size=2)))
+    k, dy, dx = (np.array(data.draw(st.lists(floats, min_size=2, max_size=2))) for _ in range(3))
+    got = affine(mg.Tensor(x), s, k, dy, dx, background=-1.0).data
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    want = np.empty_like(x)
+    for n in range(2):
+        for c in range(2):
+            b = x[n, c] + 1.0
+            for i in range(h):
+                yi = (i - cy - dy[n]) / s[n] + cy
+                row = [bilinear_reference(b, yi, j, 0.0) for j in range(w)]
+                for j in range(w):
+                    xj = (j - cx - dx[n] - k[n] * (i - cy)) / s[n] + cx
+                    want[n, c, i, j] = bilinear_reference(np.array([row]), 0, xj, 0.0) - 1.0
+    np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+def test_affine_with_integer_shifts_is_translate_and_its_gradients_check():
+    x = np.random.default_rng(3).standard_normal((3, 1, 6, 5))
+    ones, zeros = np.ones(3), np.zeros(3)
+    dy, dx = np.array([1, -2, 0]), np.array([0, 1, -1])
+    np.testing.assert_allclose(affine(mg.Tensor(x), ones, zeros, zeros, zeros).data, x,
+                               atol=1e-12)
+    np.testing.assert_allclose(affine(mg.Tensor(x), ones, zeros, dy, dx, -1.0).data,
+                               translate(mg.Tensor(x), dy, dx, -1.0).data, atol=1e-12)
+    t = mg.Tensor(x, requires_grad=True)
+    fn = fixed_draws(RandomAffine(translate=0.2, scale=(0.8, 1.2), shear=20))
+    assert gradcheck(fn, [t])
+    assert gradgradcheck(lambda v: fn(v) * fn(v), [t])
+
+
+def test_random_affine_draws_from_the_seeded_generator_and_rejects_bad_settings():
+    x = mg.Tensor(np.random.default_rng(0).uniform(-1, 1, (8, 1, 28, 28)).astype(np.float32))
+    aug = RandomAffine()
+    mg.manual_seed(4)
+    first = aug(x).data
+    mg.manual_seed(4)
+    np.testing.assert_array_equal(first, aug(x).data)
+    assert first.dtype == np.float32 and not np.allclose(first, x.data)
+    with pytest.raises(ValueError, match=r"scale must be \(lo, hi\) with 0 < lo <= hi"):
+        RandomAffine(scale=(1.1, 0.9))
+    with pytest.raises(ValueError, match=r"shear must be in \[0, 90\) degrees, got 90"):
+        RandomAffine(shear=90)
+    with pytest.raises(ValueError, match=r"translate must be in \[0, 1\], got -0.1"):
+        RandomAffine(translate=-0.1)
+    with pytest.raises(ValueError, match=r"expects images \(N, C, H, W\), got shape \(4, 28\)"):
+        aug(mg.Tensor(np.zeros((4, 28), np.float32)))
 
 
 def test_train_step_shows_d_only_augmented_images_and_g_learns_through_t():

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minigan as mg
+from minigan import functional as F
 from minigan import io, nn, optim
 from minigan.data import write_idx
 from minigan.gan import losses
@@ -235,6 +236,56 @@ def test_with_q_update_g_the_q_head_learns_to_read_the_codes():
         last = infogan_train_step(G, D, opt_g, opt_d, real, latent, q_update="g")
     assert last.loss_info < 0.7 * first.loss_info
     assert last.q_accuracy > first.q_accuracy
+
+
+@pytest.mark.parametrize("q_update", ["d", "g"])
+def test_a_code_transform_is_what_q_reads_the_categorical_code_from(q_update):
+    """With T = identity the step is the plain step (same parameters after it); with T that
+    blanks the images, Q's categorical reading cannot depend on G, so the categorical code's
+    gradient no longer reaches G: G's step equals a plain step with the categorical CE's
+    gradient removed, i.e. G moves differently from the plain step."""
+    def run(transform):
+        G, D, opt_g, opt_d, real = tiny_setup(architecture="paper", q_update=q_update)
+        mg.manual_seed(7)
+        latent = sample_latent(16, 8)
+        stats = infogan_train_step(G, D, opt_g, opt_d, real, latent, q_update=q_update,
+                                   code_transform=transform)
+        return arrays(G), arrays(D), stats
+
+    calls = []
+
+    def identity(x):
+        calls.append(x.shape)
+        return x
+
+    G0, D0, s0 = run(None)
+    G1, D1, s1 = run(identity)
+    assert calls == ([(16, 1, 28, 28)] * (2 if q_update == "d" else 1))
+    for name in G0:
+        np.testing.assert_allclose(G1[name], G0[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    for name in D0:
+        if "running" not in name and "batches_tracked" not in name:   # T passes through D again
+            np.testing.assert_allclose(D1[name], D0[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    assert s1.loss_info == pytest.approx(s0.loss_info, rel=1e-5)
+    G2, _, s2 = run(lambda x: x * 0.0 - 1.0)
+    assert s2.loss_info != pytest.approx(s0.loss_info, rel=1e-3)
+    assert any(not np.allclose(G2[name], G0[name], rtol=1e-5, atol=1e-7) for name in G0)
+
+
+def test_with_a_code_transform_g_learns_through_it():
+    """The gradient of the transformed reading reaches G: T(x) = x flipped upside down is
+    differentiable, and G's parameters get a gradient from the categorical CE alone."""
+    G, D, _, _, _ = tiny_setup(architecture="paper", q_update="g")
+    latent = sample_latent(16, 8)
+    fake = G(latent.z, latent.categories, latent.continuous)
+    _, q = D(fake)
+    _, q_flipped = D(fake[:, :, ::-1, :])
+    loss = info_loss(q, latent.categories, latent.continuous, lambda_cont=0.0,
+                     q_categorical=q_flipped)
+    want = F.cross_entropy(q_flipped.logits, mg.Tensor(latent.categories))
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+    loss.backward()
+    assert all(p.grad is not None and np.abs(p.grad.data).sum() > 0 for p in G.parameters())
 
 
 def test_nan_loss_raises_before_any_update():

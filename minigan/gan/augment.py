@@ -20,12 +20,14 @@ b is the background value (-1 for MNIST scaled to [-1, 1]: blank paper, not grey
 draws come from minigan's seeded CPU generator, which checkpoints store, so a resumed run draws
 the very same transformations.
 """
+import math
+
 import numpy as np
 
 from .. import backend
 from ..autograd import Tensor
 from ..functional.linalg import matmul
-from ..functional.shape import transpose
+from ..functional.shape import reshape, transpose
 
 POLICIES = ("translation", "cutout")
 
@@ -57,6 +59,75 @@ def cutout(x, top, left, size, background=0.0):
     inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
     mask = Tensor(backend.to_device((~inside)[:, None].astype(x.dtype), x.device))
     return (x - background) * mask + background
+
+
+def _sampling_matrices(coords, size, like):
+    """Linear-interpolation matrices A (coords.shape + (size,)) with (A v)[..., i] = v read at the
+    fractional position coords[..., i], 0 outside [0, size - 1]: A[..., i, j] = max(0, 1 -
+    |coords[..., i] - j|), the hat function, which puts weights 1 - f and f on the two nearest
+    pixels."""
+    a = np.maximum(0.0, 1.0 - np.abs(coords[..., None] - np.arange(size)))
+    return Tensor(backend.to_device(a.astype(like.dtype), like.device))
+
+
+def affine(x, scale, shear, shift_y, shift_x, background=0.0):
+    """x (N, C, H, W) warped per image n about the image centre: zoomed by scale[n], sheared
+    horizontally (row i moves shear[n] * (i - centre) pixels right: a slant), and shifted by
+    (shift_y[n], shift_x[n]) pixels; bilinear sampling, uncovered pixels set to ``background``.
+    The parameters are float arrays (N,). Two products with 0/1-interpolation matrices, one
+    over rows and one over each row's columns, so no rotation (it would not separate):
+
+        T(x) = (S_y (x - b))  with each output row i multiplied by S_x[n, i]^T,  then + b
+    """
+    n, c, h, w = x.shape
+    scale, shear = np.asarray(scale, float), np.asarray(shear, float)
+    shift_y, shift_x = np.asarray(shift_y, float), np.asarray(shift_x, float)
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    rows, cols = np.arange(h), np.arange(w)
+    # output row i reads input row (i - cy - dy) / scale + cy
+    src_rows = (rows[None, :] - cy - shift_y[:, None]) / scale[:, None] + cy
+    y = matmul(_sampling_matrices(src_rows, h, x)[:, None], x - background)   # (N, C, H, W)
+    # output pixel (i, j) of a row reads column (j - cx - dx - shear (i - cy)) / scale + cx
+    src_cols = ((cols[None, None, :] - cx - shift_x[:, None, None]
+                 - shear[:, None, None] * (rows[None, :, None] - cy)) / scale[:, None, None] + cx)
+    sxt = transpose(_sampling_matrices(src_cols, w, x))[:, None]          # (N, 1, H, W, W)
+    out = matmul(reshape(y, (n, c, h, 1, w)), sxt)                         # (N, C, H, 1, W)
+    return reshape(out, (n, c, h, w)) + background
+
+
+class RandomAffine:
+    """T(x) = :func:`affine` with parameters drawn per image at every call, as torchvision's
+    ``RandomAffine(degrees=0, translate, scale, shear)`` draws them: a shift up to ``translate``
+    of the image size each way, a zoom in ``scale``, a horizontal shear angle in [-shear, shear]
+    degrees. Differentiable in x (the matrices are constants), so a gradient reaches whatever
+    drew x. The draws come from minigan's seeded CPU generator, so a resumed run repeats them.
+
+    InfoGAN's ``code_transform`` uses it: the categorical code has to be read from images warped
+    this way, so it cannot be carried by slant, size or position, only by what survives them."""
+
+    def __init__(self, translate=0.1, scale=(0.9, 1.1), shear=15.0, background=-1.0):
+        if not 0 <= translate <= 1:
+            raise ValueError(f"RandomAffine: translate must be in [0, 1], got {translate}")
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"RandomAffine: scale must be (lo, hi) with 0 < lo <= hi, got {scale}")
+        if not 0 <= shear < 90:
+            raise ValueError(f"RandomAffine: shear must be in [0, 90) degrees, got {shear}")
+        self.translate, self.scale, self.shear = float(translate), tuple(scale), float(shear)
+        self.background = float(background)
+
+    def __call__(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"RandomAffine expects images (N, C, H, W), got shape {x.shape}")
+        n, _, h, w = x.shape
+        rng = backend.rng("cpu")
+        k = math.tan(math.radians(self.shear))
+        return affine(x, rng.uniform(*self.scale, n), rng.uniform(-k, k, n),
+                      rng.uniform(-1, 1, n) * self.translate * h,
+                      rng.uniform(-1, 1, n) * self.translate * w, self.background)
+
+    def __repr__(self):
+        return (f"RandomAffine(translate={self.translate}, scale={self.scale}, "
+                f"shear={self.shear}, background={self.background})")
 
 
 class DiffAugment:

@@ -236,13 +236,16 @@ def gaussian_nll(x, mean, log_std):
     return F.sum(per_code, axis=1).mean()
 
 
-def info_loss(q, categories, continuous, lambda_cont=LAMBDA_CONTINUOUS):
+def info_loss(q, categories, continuous, lambda_cont=LAMBDA_CONTINUOUS, q_categorical=None):
     """-(L_I - H(c) - H(s)) with the continuous part weighted: CE(q.logits, c) +
     lambda_cont * gaussian_nll(s, q.mean, q.log_std). ``q`` a :class:`QOutput` for images drawn
-    with codes c (N,) and s (N, M). A scalar Tensor; log K - CE is the categorical code's
-    lower bound on I(c; G(z, c, s)) in nats."""
-    c = _labels(categories, q.logits.shape[1], q.logits)
-    return F.cross_entropy(q.logits, c) + lambda_cont * gaussian_nll(continuous, q.mean, q.log_std)
+    with codes c (N,) and s (N, M); ``q_categorical`` (optional) Q's reading of the same images
+    transformed, whose logits then stand in the CE (see ``code_transform`` in
+    :func:`infogan_train_step`). A scalar Tensor; log K - CE is the categorical code's lower
+    bound on I(c; G(z, c, s)) in nats."""
+    logits = (q if q_categorical is None else q_categorical).logits
+    c = _labels(categories, logits.shape[1], logits)
+    return F.cross_entropy(logits, c) + lambda_cont * gaussian_nll(continuous, q.mean, q.log_std)
 
 
 class InfoGANStats(NamedTuple):
@@ -260,7 +263,7 @@ Q_UPDATES = ("d", "g")
 
 
 def infogan_train_step(G, D, opt_g, opt_d, real, latent, lambda_cont=LAMBDA_CONTINUOUS,
-                       step=None, q_update="d"):
+                       step=None, q_update="d", code_transform=None):
     """One InfoGAN iteration on a real batch (N, C, H, W) and a :class:`Latent` batch. There is
     no label argument: InfoGAN is unsupervised. With ``q_update="d"`` (opt_d holds all of D,
     opt_g G):
@@ -273,18 +276,32 @@ def infogan_train_step(G, D, opt_g, opt_d, real, latent, lambda_cont=LAMBDA_CONT
     D step: minimise  BCE(D(x), 1) + BCE(D(G(.)), 0)                    (trunk and D's head learn)
     G step: minimise  BCE(D(G(.)), 1) + info(Q(G(.)))                   (G and Q's head learn)
 
-    with info = :func:`info_loss`. Returns :class:`InfoGANStats` (q_accuracy on the D step's
-    fakes for "d", the G step's for "g"); raises NonFiniteLossError before an update would use a
+    with info = :func:`info_loss`. ``code_transform`` (e.g. :class:`~minigan.gan.augment.
+    RandomAffine`): the categorical code's CE is taken on Q(T(G(.))) instead of Q(G(.)), T drawn
+    afresh in each step and differentiable, so G has to make the code survive T: once Q reads
+    the code perfectly the plain loss stops pushing (a code value may still draw two digits, told
+    apart by slant or size), and a T that scrambles slant, size and position leaves Q only the
+    digit's shape to read (the idea of Elastic-InfoGAN's invariance, Ojha et al. 2020). The
+    continuous codes are read from the untransformed images (T would scramble the slant).
+    Returns :class:`InfoGANStats` (q_accuracy on the D step's fakes for "d", the G step's for
+    "g", transformed when T is given); raises NonFiniteLossError before an update would use a
     NaN or infinite loss."""
     if q_update not in Q_UPDATES:
         raise ValueError(f"q_update must be one of {Q_UPDATES}, got {q_update!r}")
     fake = G(latent.z, latent.categories, latent.continuous)
 
+    def read_codes(images):   # Q's reading, and the one the categorical CE uses
+        if code_transform is None:
+            return None
+        return D(code_transform(images))[1]
+
     real_logits, _ = D(real)
     fake_logits, q = D(fake.detach())
     loss_d = losses.d_loss_minimax(real_logits, fake_logits)
+    q_cat = None
     if q_update == "d":
-        loss_d = loss_d + info_loss(q, latent.categories, latent.continuous, lambda_cont)
+        q_cat = read_codes(fake.detach())
+        loss_d = loss_d + info_loss(q, latent.categories, latent.continuous, lambda_cont, q_cat)
     loss_d_value = _check_finite(loss_d, "discriminator loss", step)
     opt_d.zero_grad()
     loss_d.backward()
@@ -296,7 +313,8 @@ def infogan_train_step(G, D, opt_g, opt_d, real, latent, lambda_cont=LAMBDA_CONT
     try:
         fake_logits_g, q_g = D(fake)
         gan = losses.g_loss_nonsaturating(fake_logits_g)
-        info = info_loss(q_g, latent.categories, latent.continuous, lambda_cont)
+        q_g_cat = read_codes(fake)
+        info = info_loss(q_g, latent.categories, latent.continuous, lambda_cont, q_g_cat)
         loss_g = gan + info
         _check_finite(loss_g, "generator loss", step)
         opt_g.zero_grad()
@@ -305,7 +323,8 @@ def infogan_train_step(G, D, opt_g, opt_d, real, latent, lambda_cont=LAMBDA_CONT
     finally:
         D.requires_grad_(True)
 
-    read = q if q_update == "d" else q_g
+    read, read_cat = (q, q_cat) if q_update == "d" else (q_g, q_g_cat)
+    read = read if read_cat is None else read_cat
     codes = _labels(latent.categories, read.logits.shape[1], read.logits)
     q_accuracy = float((read.logits.data.argmax(axis=1) == codes).mean())
     return InfoGANStats(loss_d_value, gan.item(), info.item(), _mean_probability(real_logits),
