@@ -178,7 +178,7 @@ def main(argv=None):
     sampler = generator_record(
         G, {"nz": args.nz, "ngf": args.ngf, "nc": 1, "num_categories": NUM_CATEGORIES,
             "num_continuous": NUM_CONTINUOUS, "architecture": args.arch},
-        codes=NUM_CATEGORIES, continuous=NUM_CONTINUOUS)
+        codes=NUM_CATEGORIES, continuous=NUM_CONTINUOUS, noise=args.noise)
     run = TrainingRun(args, {"G": G, "D": D}, {"G": opt_g, "D": opt_d}, loader, config,
                       STAT_NAMES, per_epoch=len(loader), images_per_iteration=args.batch_size,
                       generator=sampler)

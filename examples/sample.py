@@ -9,10 +9,11 @@
 
 Works on the checkpoint of every example that records its generator (see
 :mod:`minigan.gan.rebuild`: the class, its arguments, which model and what inputs it takes). The
-noise is z ~ N(0, I) drawn from NumPy's generator seeded with --seed; with --truncation t every
+noise is z ~ N(0, I) drawn from NumPy's generator seeded with --seed (U(-1, 1) for a generator
+trained on uniform noise: its record says "noise": "uniform"); with --truncation t every
 coordinate beyond [-t, t] is drawn again until it falls inside (the truncation trick of Brock et
 al. 2019: samples from the middle of the noise distribution, where G was trained most, trading
-variety for fidelity). --npy writes float32 (n, C, H, W) in [-1, 1], which
+variety for fidelity; uniform noise is then drawn from U(-t, t) for t < 1). --npy writes float32 (n, C, H, W) in [-1, 1], which
 ``python -m examples.evaluate --images`` scores.
 """
 import argparse
@@ -92,12 +93,21 @@ def labels_for(args, classes, n):
 def draw(G, record, args):
     """(n, C, H, W) float32 images in [-1, 1] from G, with the inputs its record asks for."""
     latent = record["latent"]
-    unknown = sorted(set(latent) - {"nz", "labels", "codes", "continuous"})
+    unknown = sorted(set(latent) - {"nz", "noise", "labels", "codes", "continuous"})
     if unknown:
         sys.exit(f"{args.run}: this generator also takes {unknown}, which examples.sample "
                  "cannot draw yet")
+    kind = latent.get("noise", "normal")
+    if kind not in ("normal", "uniform"):
+        sys.exit(f"{args.run}: this generator was trained on {kind!r} noise, which "
+                 "examples.sample cannot draw (normal or uniform)")
     rng = np.random.default_rng(args.seed)
-    z = truncated_noise(rng, (args.n, int(latent["nz"])), args.truncation).astype(np.float32)
+    shape = (args.n, int(latent["nz"]))
+    if kind == "uniform":
+        t = 1.0 if args.truncation is None else min(args.truncation, 1.0)
+        z = rng.uniform(-t, t, shape).astype(np.float32)
+    else:
+        z = truncated_noise(rng, shape, args.truncation).astype(np.float32)
     z = backend.to_device(z, args.device)
     labels, extra = None, []
     # a conditional G takes labels; InfoGAN's takes an unsupervised categorical code (drawn

@@ -365,16 +365,17 @@ def test_example_runs_with_metrics_and_saves_its_evaluated_samples(tmp_path):
     assert np.isfinite(final["fid"])
 
 
-def test_checkpoint_records_the_latent_layout_and_rebuilds_the_generator(tmp_path):
+@pytest.mark.parametrize("noise", ["normal", "uniform"])
+def test_checkpoint_records_the_latent_layout_and_rebuilds_the_generator(tmp_path, noise):
     from examples import infogan_mnist
     data = write_images_and_labels(str(tmp_path / "data"), np.zeros(48, np.int64))
     out = tmp_path / "run"
     assert infogan_mnist.main(tiny_argv(out, "--iters", "2", "--data-dir", data,
-                                        "--no-metrics")) == 0
+                                        "--no-metrics", "--noise", noise)) == 0
     state = io.load_checkpoint(out / "checkpoint.npz")
     meta = state["extra"]["generator"]
     assert meta["class"] == "minigan.gan.infogan.InfoGANGenerator"
-    assert meta["latent"] == {"nz": 8, "codes": 10, "continuous": 2}
+    assert meta["latent"] == {"nz": 8, "codes": 10, "continuous": 2, "noise": noise}
     G = InfoGANGenerator(**meta["kwargs"])
     G.load_state_dict(state["models"][meta["model"]])
     assert (G.nz, G.num_categories, G.num_continuous) == (8, 10, 2)
@@ -385,10 +386,10 @@ def test_checkpoint_records_the_latent_layout_and_rebuilds_the_generator(tmp_pat
                         "--out", str(tmp_path / "code7.png")]) in (0, None)
     G.eval()
     rng = np.random.default_rng(0)
-    z = rng.standard_normal((5, 8)).astype(np.float32)
+    z = (rng.standard_normal((5, 8)) if noise == "normal" else rng.uniform(-1, 1, (5, 8)))
     c = rng.uniform(-1.0, 1.0, (5, 2)).astype(np.float32)
     with mg.no_grad():
-        expected = G(mg.Tensor(z), np.full(5, 7, np.int64), mg.Tensor(c)).data
+        expected = G(mg.Tensor(z.astype(np.float32)), np.full(5, 7, np.int64), mg.Tensor(c)).data
     np.testing.assert_allclose(np.load(npy), expected, rtol=1e-5, atol=1e-6)
 
 

@@ -131,6 +131,14 @@ def test_sample_refuses_files_that_are_not_generator_checkpoints(tmp_path, runs)
         sample.main([str(runs["dcgan"]), "--model", "D"])
     with pytest.raises(SystemExit, match="--truncation must be > 0"):
         sample.main([str(runs["dcgan"]), "--truncation", "0"])
+    G = Generator(nz=5, ngf=2)
+    for latent, message in (({"noise": "laplace"}, "trained on 'laplace' noise"),
+                            ({"style": 3}, r"also takes \['style'\]")):
+        record = generator_record(G, {"nz": 5, "ngf": 2}, **latent)
+        io.save_checkpoint(tmp_path / "odd.npz", run_state({"G": G}, {}, 1,
+                                                           extra={"generator": record}))
+        with pytest.raises(SystemExit, match=message):
+            sample.main([str(tmp_path / "odd.npz"), "--out", str(tmp_path / "odd.png")])
 
 
 @pytest.mark.parametrize("path", ["os.system", "subprocess.Popen", "minigan_evil.G",
