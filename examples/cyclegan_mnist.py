@@ -47,7 +47,9 @@ from ._common import TrainingRun, add_common_args, check_args
 # The default run, batch 8: 10.7 epochs of the bundled halves, within the 20-minute budget on
 # 2 cores; its time and metrics are in benchmarks/RESULTS.md (issue 14).
 DEFAULT_ITERS = 3000
-STAT_NAMES = ("loss_g", "loss_gan", "loss_cycle", "loss_identity", "loss_d_x", "loss_d_y")
+STAT_NAMES = ("loss_g", "loss_gan", "loss_cycle", "loss_identity", "loss_d_x", "loss_d_y",
+              "loss_consistency")
+LAMBDA_INVERT = 0.0
 GRID_IMAGES = 8
 
 
@@ -62,6 +64,10 @@ def parse_args(argv=None):
     parser.add_argument("--lambda-cycle", type=float, default=10.0)
     parser.add_argument("--lambda-identity", type=float, default=0.5,
                         help="identity loss weight, as a fraction of --lambda-cycle")
+    parser.add_argument("--lambda-invert", type=float, default=LAMBDA_INVERT,
+                        help="weight (a fraction of --lambda-cycle) of ||F(-y) - F(y)||_1: a B "
+                             "image and its colour negative show the same digit, so F must "
+                             "translate both alike (0: the paper's objective)")
     parser.add_argument("--pool-size", type=int, default=50)
     parser.add_argument("--domain-seed", type=int, default=0,
                         help="seed that draws domain B (textures, colours, stroke widths)")
@@ -74,8 +80,8 @@ def parse_args(argv=None):
     for name in ("n_blocks", "d_layers", "eval_images"):
         if getattr(args, name) < 1:
             sys.exit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.pool_size < 0 or args.lambda_cycle < 0 or args.lambda_identity < 0:
-        sys.exit("--pool-size, --lambda-cycle and --lambda-identity must be >= 0")
+    if min(args.pool_size, args.lambda_cycle, args.lambda_identity, args.lambda_invert) < 0:
+        sys.exit("--pool-size, --lambda-cycle, --lambda-identity and --lambda-invert must be >= 0")
     return args
 
 
@@ -92,6 +98,13 @@ def load_digits(args):
 
 def unit(images):
     return (images.astype(np.float32) / np.float32(127.5) - 1).astype(np.float32)
+
+
+def negative(images):
+    """The colour negative of images in [-1, 1] (255 - pixel in uint8): B's construction is
+    symmetric under it (a stroke of colour c on texture t becomes 1 - c on 1 - t), so it keeps
+    the digit."""
+    return -images
 
 
 class UnpairedBatches:
@@ -195,12 +208,13 @@ def main(argv=None):
     D_Y = PatchDiscriminator(3, args.ndf, args.d_layers).to(device)
     model = CycleGAN(G, F, D_X, D_Y, lr=args.lr, lambda_cycle=args.lambda_cycle,
                      lambda_identity=args.lambda_identity, pool_size=args.pool_size,
-                     seed=args.seed)
+                     seed=args.seed, lambda_consistency=args.lambda_invert,
+                     consistency_transform=negative)
     config = {"images": len(train), "domain_seed": args.domain_seed,
               "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ngf": args.ngf,
               "ndf": args.ndf, "n_blocks": args.n_blocks, "d_layers": args.d_layers,
               "lambda_cycle": args.lambda_cycle, "lambda_identity": args.lambda_identity,
-              "pool_size": args.pool_size}
+              "pool_size": args.pool_size, "lambda_invert": args.lambda_invert}
     static = {"architectures": {name: spec(net) for name, net in model.models.items()},
               "domains": {"X": "A: MNIST digits, grey in 3 channels, [-1, 1]",
                           "Y": "B: minigan.data.mnist_m colour digits, [-1, 1]"}}

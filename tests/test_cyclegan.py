@@ -90,6 +90,31 @@ def test_cycle_and_identity_losses_are_exactly_zero_for_identity_generators():
     assert parts["cycle"].item() > 0.1
 
 
+def test_consistency_loss_compares_f_of_both_versions_and_joins_the_objective():
+    mg.manual_seed(1)
+    G, F = ResnetGenerator(ngf=4, n_blocks=1), ResnetGenerator(ngf=4, n_blocks=1)
+    D_X, D_Y = PatchDiscriminator(ndf=4), PatchDiscriminator(ndf=4)
+    x, y = Tensor(_batch(5, shape=(3, 16, 16))), Tensor(_batch(6, shape=(3, 16, 16)))
+    plain = CycleGAN(G, F, D_X, D_Y)
+    total0, parts0, _, _ = plain.generator_losses(x, y)
+    assert parts0["consistency"] is None
+    same = CycleGAN(G, F, D_X, D_Y, lambda_consistency=0.5, consistency_transform=lambda t: t)
+    total1, parts1, _, _ = same.generator_losses(x, y)
+    assert parts1["consistency"].item() == 0.0 and total1.item() == pytest.approx(total0.item())
+    neg = CycleGAN(G, F, D_X, D_Y, lambda_consistency=0.5, consistency_transform=lambda t: -t)
+    total2, parts2, _, _ = neg.generator_losses(x, y)
+    want = np.abs(F(-y).data - F(y).data).mean()
+    assert parts2["consistency"].item() == pytest.approx(want, rel=1e-5) and want > 0
+    assert total2.item() == pytest.approx(total0.item() + 0.5 * 10 * want, rel=1e-5)
+    stats = neg.train_step(x, y, step=1)
+    assert stats.loss_consistency > 0
+    assert stats.loss_g == pytest.approx(stats.loss_gan + 10 * stats.loss_cycle
+                                         + 5 * stats.loss_identity
+                                         + 5 * stats.loss_consistency, rel=1e-5)
+    with pytest.raises(ValueError, match="lambda_consistency > 0 needs a consistency_transform"):
+        CycleGAN(G, F, D_X, D_Y, lambda_consistency=1.0)
+
+
 # --- networks -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("size", [28, 32])
 def test_generator_keeps_the_image_size(size):

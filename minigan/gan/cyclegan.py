@@ -8,6 +8,11 @@ Two generators, G: X -> Y and F: Y -> X, and two discriminators, D_Y (real y vs 
     L_cyc      = E_x ||F(G(x)) - x||_1 + E_y ||G(F(y)) - y||_1       (lambda = 10)
     L_identity = E_y ||G(y) - y||_1 + E_x ||F(x) - x||_1             (lambda_identity = 0.5)
 
+and, where a transformation T of domain Y is known to keep what an image shows (not in the
+paper; GcGAN's idea, Fu et al. 2019, with T chosen for the domain), lambda_consistency * lambda
+* L_cons with L_cons = E_y ||F(T(y)) - F(y)||_1: both versions of y must translate alike
+(``consistency_transform``, ``lambda_consistency``; off by default).
+
 where L_GAN is the least-squares loss (:func:`~minigan.gan.losses.g_loss_least_squares`; D's half
 is :func:`~minigan.gan.losses.d_loss_least_squares`), the discriminators see fakes drawn from an
 :class:`ImagePool` of the last 50 generated images, and Adam (2e-4, betas (0.5, 0.999)) runs at
@@ -216,6 +221,7 @@ class CycleGANStats(NamedTuple):
     loss_identity: float
     loss_d_x: float
     loss_d_y: float
+    loss_consistency: float = 0.0
 
 
 def _l1(a, b):
@@ -233,9 +239,15 @@ class CycleGAN:
     Move the networks to their device first: the pools keep their images where G's weights are."""
 
     def __init__(self, G, F, D_X, D_Y, lr=2e-4, betas=(0.5, 0.999), lambda_cycle=10.0,
-                 lambda_identity=0.5, pool_size=50, seed=0):
+                 lambda_identity=0.5, pool_size=50, seed=0, lambda_consistency=0.0,
+                 consistency_transform=None):
+        if lambda_consistency > 0 and consistency_transform is None:
+            raise ValueError("CycleGAN: lambda_consistency > 0 needs a consistency_transform "
+                             "(a function of a batch of Y images)")
         self.G, self.F, self.D_X, self.D_Y = G, F, D_X, D_Y
         self.lr, self.lambda_cycle, self.lambda_identity = lr, lambda_cycle, lambda_identity
+        self.lambda_consistency, self.consistency_transform = (lambda_consistency,
+                                                               consistency_transform)
         self.opt_G = Adam(list(G.parameters()) + list(F.parameters()), lr=lr, betas=betas)
         self.opt_D = Adam(list(D_X.parameters()) + list(D_Y.parameters()), lr=lr, betas=betas)
         device = next(iter(G.parameters())).device
@@ -265,8 +277,12 @@ class CycleGAN:
         if self.lambda_identity > 0:
             loss_identity = _l1(self.G(real_y), real_y) + _l1(self.F(real_x), real_x)
             total = total + self.lambda_identity * self.lambda_cycle * loss_identity
-        return total, {"gan": loss_gan, "cycle": loss_cycle, "identity": loss_identity}, \
-            fake_x, fake_y
+        loss_consistency = None
+        if self.lambda_consistency > 0:
+            loss_consistency = _l1(self.F(self.consistency_transform(real_y)), fake_x)
+            total = total + self.lambda_consistency * self.lambda_cycle * loss_consistency
+        return total, {"gan": loss_gan, "cycle": loss_cycle, "identity": loss_identity,
+                       "consistency": loss_consistency}, fake_x, fake_y
 
     def train_step(self, real_x, real_y, step=None):
         """One iteration: G and F on the full objective (D's parameters frozen), then D_X and D_Y
@@ -289,6 +305,7 @@ class CycleGAN:
         self.opt_D.zero_grad()
         (loss_d_x + loss_d_y).backward()
         self.opt_D.step()
-        identity = parts["identity"]
+        identity, consistency = parts["identity"], parts["consistency"]
         return CycleGANStats(loss_g, parts["gan"].item(), parts["cycle"].item(),
-                             0.0 if identity is None else identity.item(), d_x, d_y)
+                             0.0 if identity is None else identity.item(), d_x, d_y,
+                             0.0 if consistency is None else consistency.item())
