@@ -2,11 +2,13 @@
 against the same CycleGAN in PyTorch.
 
 Run:  python benchmarks/bench_cyclegan.py [--batch 8 16] [--repeat 7] [--ngf 16] [--ndf 32]
-                                           [--n-blocks 3] [--no-torch] [--profile]
+                                           [--n-blocks 3] [--lambda-invert 0.5] [--no-torch]
+                                           [--profile]
 
 One iteration is :meth:`minigan.gan.cyclegan.CycleGAN.train_step`: G(x), F(y), F(G(x)), G(F(y)),
-G(y), F(x) and the two frozen discriminators on the fakes, one backward through the full
-objective (least squares + 10 * cycle + 5 * identity) and Adam on G and F; then D_X and D_Y on
+G(y), F(x), F(-y) and the two frozen discriminators on the fakes, one backward through the full
+objective (least squares + 10 * cycle + 5 * identity + 10 * lambda_invert * ||F(-y) - F(y)||_1,
+the example's default 0.5; 0 leaves out F(-y)) and Adam on G and F; then D_X and D_Y on
 real images and pooled fakes, backward, Adam. PyTorch runs the same networks (ReflectionPad2d,
 InstanceNorm2d, the same layer order), minigan's initial weights copied in, the same losses,
 pool rule and Adam settings, in the same process, timed in turn within every repeat
@@ -29,11 +31,15 @@ from minigan import profiler
 from minigan.gan.cyclegan import CycleGAN, PatchDiscriminator, ResnetGenerator
 
 
-def minigan_setup(batch, ngf, ndf, n_blocks, seed=0):
+def negative(images):
+    return -images
+
+
+def minigan_setup(batch, ngf, ndf, n_blocks, seed=0, lambda_invert=0.5):
     mg.manual_seed(seed)
     nets = [ResnetGenerator(3, 3, ngf, n_blocks), ResnetGenerator(3, 3, ngf, n_blocks),
             PatchDiscriminator(3, ndf), PatchDiscriminator(3, ndf)]
-    model = CycleGAN(*nets)
+    model = CycleGAN(*nets, lambda_consistency=lambda_invert, consistency_transform=negative)
     rng = np.random.default_rng(seed)
     x, y = (rng.uniform(-1, 1, (batch, 3, 28, 28)).astype(np.float32) for _ in range(2))
 
@@ -121,7 +127,7 @@ class TorchPool:
         return self.torch.stack(out)
 
 
-def torch_setup(torch, model, data, lambda_cycle=10.0, lambda_identity=0.5):
+def torch_setup(torch, model, data, lambda_cycle=10.0, lambda_identity=0.5, lambda_invert=0.5):
     G, F, D_X, D_Y = torch_networks(torch, model)
     opt_g = torch.optim.Adam(list(G.parameters()) + list(F.parameters()), lr=2e-4,
                              betas=(0.5, 0.999))
@@ -141,6 +147,8 @@ def torch_setup(torch, model, data, lambda_cycle=10.0, lambda_identity=0.5):
         cycle = l1(F(fake_y), x) + l1(G(fake_x), y)
         identity = l1(G(y), y) + l1(F(x), x)
         loss_g = gan + lambda_cycle * cycle + lambda_identity * lambda_cycle * identity
+        if lambda_invert > 0:
+            loss_g = loss_g + lambda_invert * lambda_cycle * l1(F(-y), fake_x)
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
@@ -164,6 +172,8 @@ def main(argv=None):
     parser.add_argument("--ngf", type=int, default=16)
     parser.add_argument("--ndf", type=int, default=32)
     parser.add_argument("--n-blocks", type=int, default=3)
+    parser.add_argument("--lambda-invert", type=float, default=0.5,
+                        help="weight of ||F(-y) - F(y)||_1 (a fraction of lambda), as the example")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--profile", action="store_true",
@@ -179,10 +189,11 @@ def main(argv=None):
 
     rows = []
     for batch in args.batch:
-        step, model, data = minigan_setup(batch, args.ngf, args.ndf, args.n_blocks)
+        step, model, data = minigan_setup(batch, args.ngf, args.ndf, args.n_blocks,
+                                          lambda_invert=args.lambda_invert)
         fns = [step]
         if torch is not None:
-            fns.append(torch_setup(torch, model, data))
+            fns.append(torch_setup(torch, model, data, lambda_invert=args.lambda_invert))
             ours, theirs = fns[0](), fns[1]()   # same weights and data: the same first losses
             print(f"batch {batch}, first iteration losses (G+F total, D_X + D_Y): minigan "
                   f"({ours[0]:.5f}, {ours[1]:.5f}), torch ({theirs[0]:.5f}, {theirs[1]:.5f})")
@@ -204,7 +215,7 @@ def main(argv=None):
 
     load = os.getloadavg()
     print(f"\nOne CycleGAN iteration (ngf {args.ngf}, ndf {args.ndf}, {args.n_blocks} blocks, "
-          f"28x28x3): median (min) ms of {args.repeat} timed blocks; ratio = minigan / torch; "
+          f"lambda_invert {args.lambda_invert:g}, 28x28x3): median (min) ms of {args.repeat} timed blocks; ratio = minigan / torch; "
           f"load average now {load[0]:.2f}")
     print(f"{'batch':>6}{'minigan ms':>18}{'img/s':>7}{'torch ms':>18}{'img/s':>7}{'ratio':>14}")
     for r in rows:
@@ -216,7 +227,8 @@ def main(argv=None):
         print(line)
     json_line({"benchmark": "cyclegan_iteration", "blas": info, "load_average": load[0],
                "torch": None if torch is None else torch.__version__,
-               "config": {"ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks},
+               "config": {"ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks,
+                          "lambda_invert": args.lambda_invert},
                "results": rows})
 
 

@@ -11,7 +11,12 @@ of A has its partner in B; B's labels are used only to evaluate. The model is
 :class:`minigan.gan.cyclegan.CycleGAN`: ResNet generators G: A -> B and F: B -> A, PatchGAN
 discriminators D_X (on A) and D_Y (on B), least-squares losses, cycle loss (lambda 10), identity
 loss (0.5 lambda), pools of 50 fakes, Adam 2e-4 (0.5, 0.999) decaying linearly to 0 over the
-second half of the iterations. The run folder (--out) receives:
+second half of the iterations. One term is not the paper's: --lambda-invert (default 0.5, a
+fraction of lambda) adds ||F(-y) - F(y)||_1, since a B image and its colour negative show the same
+digit. Without it F keeps brightness order, and a digit drawn darker than its texture comes back
+as an outline or another digit (about half of B; identity preservation 62-64% instead of ~92%,
+benchmarks/RESULTS.md, issue 14); --lambda-invert 0 is the paper's objective. The run folder
+(--out) receives:
 
     samples_epoch001.png ...  rows of: A | G(A) | F(G(A)) | B | F(B) | G(F(B)) for fixed held-out
                               images, at every epoch's end (samples_final.png at the end)
@@ -49,7 +54,7 @@ from ._common import TrainingRun, add_common_args, check_args
 DEFAULT_ITERS = 3000
 STAT_NAMES = ("loss_g", "loss_gan", "loss_cycle", "loss_identity", "loss_d_x", "loss_d_y",
               "loss_consistency")
-LAMBDA_INVERT = 0.0
+LAMBDA_INVERT = 0.5   # B and its colour negative translate alike (RESULTS.md, issue 14)
 GRID_IMAGES = 8
 
 
