@@ -88,3 +88,19 @@ def _same(x, y, where):
         np.testing.assert_array_equal(x, y, err_msg=where)
     else:
         assert x == y or json.dumps(x) == json.dumps(y), where
+
+
+def test_negative_is_the_colour_negative_of_images_in_minus_one_one():
+    images = np.array([[-1.0, 0.0, 1.0]], np.float32)
+    np.testing.assert_array_equal(cyclegan_mnist.negative(images), [[1.0, -0.0, -1.0]])
+    # uint8 view: 255 - pixel, as B's construction with colour 1 - c on texture 1 - t
+    np.testing.assert_array_equal((cyclegan_mnist.negative(images) + 1) * 127.5,
+                                  255 - (images + 1) * 127.5)
+
+
+@pytest.mark.slow
+def test_default_run_keeps_the_digit_in_90_percent_of_translations(tmp_path):
+    out = str(tmp_path / "run")
+    assert cyclegan_mnist.main(["--bundled", "--no-progress", "--out", out]) == 0
+    final = io.read_jsonl(os.path.join(out, "metrics.jsonl"), strict=True)[-1]
+    assert final["identity_preservation"] >= 0.90, final
