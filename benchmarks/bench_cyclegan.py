@@ -32,6 +32,7 @@ from minigan.gan.cyclegan import CycleGAN, PatchDiscriminator, ResnetGenerator
 
 
 def negative(images):
+    """B's colour negative, the example's T (examples.cyclegan_mnist.negative)."""
     return -images
 
 
@@ -215,7 +216,8 @@ def main(argv=None):
 
     load = os.getloadavg()
     print(f"\nOne CycleGAN iteration (ngf {args.ngf}, ndf {args.ndf}, {args.n_blocks} blocks, "
-          f"lambda_invert {args.lambda_invert:g}, 28x28x3): median (min) ms of {args.repeat} timed blocks; ratio = minigan / torch; "
+          f"lambda_invert {args.lambda_invert:g}, 28x28x3): median (min) ms of {args.repeat} "
+          f"timed blocks; ratio = minigan / torch; "
           f"load average now {load[0]:.2f}")
     print(f"{'batch':>6}{'minigan ms':>18}{'img/s':>7}{'torch ms':>18}{'img/s':>7}{'ratio':>14}")
     for r in rows:

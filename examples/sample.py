@@ -13,8 +13,8 @@ noise is z ~ N(0, I) drawn from NumPy's generator seeded with --seed (U(-1, 1) f
 trained on uniform noise: its record says "noise": "uniform"); with --truncation t every
 coordinate beyond [-t, t] is drawn again until it falls inside (the truncation trick of Brock et
 al. 2019: samples from the middle of the noise distribution, where G was trained most, trading
-variety for fidelity; uniform noise is then drawn from U(-t, t) for t < 1). --npy writes float32 (n, C, H, W) in [-1, 1], which
-``python -m examples.evaluate --images`` scores.
+variety for fidelity; uniform noise is then drawn from U(-t, t) for t < 1). --npy writes
+float32 (n, C, H, W) in [-1, 1], which ``python -m examples.evaluate --images`` scores.
 """
 import argparse
 import os

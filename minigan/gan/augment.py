@@ -32,21 +32,23 @@ from ..functional.shape import reshape, transpose
 POLICIES = ("translation", "cutout")
 
 
-def _shift_matrices(shifts, size, like):
-    """(N, 1, size, size) 0/1 matrices S with (S v)[i] = v[i - shift]: row i of the output takes
-    row i - shift of the input, zero where that falls outside."""
-    idx = np.arange(size)
-    s = (idx[None, :, None] - shifts[:, None, None]) == idx[None, None, :]
-    return Tensor(backend.to_device(s[:, None].astype(like.dtype), like.device))
+def _sampling_matrices(coords, size, like):
+    """Linear-interpolation matrices A (coords.shape + (size,)) with (A v)[..., i] = v read at the
+    fractional position coords[..., i], 0 outside [0, size - 1]: A[..., i, j] = max(0, 1 -
+    |coords[..., i] - j|), the hat function, which puts weights 1 - f and f on the two nearest
+    pixels."""
+    a = np.maximum(0.0, 1.0 - np.abs(coords[..., None] - np.arange(size)))
+    return Tensor(backend.to_device(a.astype(like.dtype), like.device))
 
 
 def translate(x, shifts_y, shifts_x, background=0.0):
     """x (N, C, H, W) shifted by shifts_y[n] rows down and shifts_x[n] columns right per image
     (integer arrays (N,)), uncovered pixels set to ``background``."""
-    n, _, h, w = x.shape
-    sy = _shift_matrices(np.asarray(shifts_y), h, x)
-    sxt = transpose(_shift_matrices(np.asarray(shifts_x), w, x))
-    return matmul(matmul(sy, x - background), sxt) + background
+    _, _, h, w = x.shape
+    # at whole-pixel positions the interpolation matrices are 0/1: row i reads row i - shift
+    sy = _sampling_matrices(np.arange(h) - np.asarray(shifts_y)[:, None], h, x)[:, None]
+    sx = _sampling_matrices(np.arange(w) - np.asarray(shifts_x)[:, None], w, x)[:, None]
+    return matmul(matmul(sy, x - background), transpose(sx)) + background
 
 
 def cutout(x, top, left, size, background=0.0):
@@ -61,20 +63,11 @@ def cutout(x, top, left, size, background=0.0):
     return (x - background) * mask + background
 
 
-def _sampling_matrices(coords, size, like):
-    """Linear-interpolation matrices A (coords.shape + (size,)) with (A v)[..., i] = v read at the
-    fractional position coords[..., i], 0 outside [0, size - 1]: A[..., i, j] = max(0, 1 -
-    |coords[..., i] - j|), the hat function, which puts weights 1 - f and f on the two nearest
-    pixels."""
-    a = np.maximum(0.0, 1.0 - np.abs(coords[..., None] - np.arange(size)))
-    return Tensor(backend.to_device(a.astype(like.dtype), like.device))
-
-
 def affine(x, scale, shear, shift_y, shift_x, background=0.0):
     """x (N, C, H, W) warped per image n about the image centre: zoomed by scale[n], sheared
     horizontally (row i moves shear[n] * (i - centre) pixels right: a slant), and shifted by
     (shift_y[n], shift_x[n]) pixels; bilinear sampling, uncovered pixels set to ``background``.
-    The parameters are float arrays (N,). Two products with 0/1-interpolation matrices, one
+    The parameters are float arrays (N,). Two products with interpolation matrices, one
     over rows and one over each row's columns, so no rotation (it would not separate):
 
         T(x) = (S_y (x - b))  with each output row i multiplied by S_x[n, i]^T,  then + b
