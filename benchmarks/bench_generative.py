@@ -36,6 +36,7 @@ from minigan import backend, io, metrics, optim
 from minigan.data import load_bundled
 from minigan.density import (VAE, PixelCNN, binarize, decode_mean, heldout_importance_nll,
                              heldout_negative_elbo, heldout_nll, nats_to_bits_per_dim)
+from minigan.gan import rebuild
 from minigan.gan.models import make_dcgan
 from minigan.gan.train import generate
 
@@ -63,7 +64,12 @@ def read_run(folder, name):
 
 
 def load_dcgan(folder):
+    """The generator the run recorded (any dcgan_mnist recipe: the plain DCGAN, its average, or
+    the cluster mixture), or for a checkpoint older than the records the plain DCGAN's 'G'."""
     state, cfg, step, seconds = read_run(folder, "dcgan")
+    if (state.get("extra") or {}).get("generator") is not None:
+        G = rebuild.load_generator(os.path.join(folder, "checkpoint.npz"))[0]
+        return G, cfg, step, seconds
     G, _ = make_dcgan(cfg["nz"], cfg["ngf"], cfg["ndf"])
     G.load_state_dict(state["models"]["G"])
     return G, cfg, step, seconds

@@ -166,14 +166,15 @@ def distribute(models, optimizers, comm, args):
     return models, optimizers
 
 
-def make_loader(images, args, comm):
-    """The training batches: all of them in one process; with ``comm``, this rank's slice of
-    each global batch of comm.size x --batch-size (the same shuffle on every rank)."""
+def make_loader(images, args, comm, *more):
+    """The training batches (of images, and of each array in ``more`` beside them, e.g. labels):
+    all of them in one process; with ``comm``, this rank's slice of each global batch of
+    comm.size x --batch-size (the same shuffle on every rank)."""
     if comm is None:
-        return Batches(images, batch_size=args.batch_size, seed=args.seed)
+        return Batches(images, *more, batch_size=args.batch_size, seed=args.seed)
     from minigan.distributed import ShardedBatches
-    return ShardedBatches(images, batch_size=args.batch_size, rank=comm.rank, size=comm.size,
-                          seed=args.seed)
+    return ShardedBatches(images, *more, batch_size=args.batch_size, rank=comm.rank,
+                          size=comm.size, seed=args.seed)
 
 
 def total_iterations(args, batches_per_epoch):

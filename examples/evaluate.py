@@ -103,7 +103,7 @@ def load_generator(path, model=None):
     models = state.get("models") or {}
     config = dict((state.get("extra") or {}).get("config") or {})
     record = (state.get("extra") or {}).get("generator")
-    if record is not None and set(record.get("latent", {})) == {"nz"}:
+    if record is not None and set(record.get("latent", {})) in ({"nz"}, {"nz", "mixture"}):
         try:
             G, record, step = rebuild.load_generator(path, model=model)
         except rebuild.NotAGeneratorCheckpoint as e:

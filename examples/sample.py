@@ -13,7 +13,9 @@ noise is z ~ N(0, I) drawn from NumPy's generator seeded with --seed (U(-1, 1) f
 trained on uniform noise: its record says "noise": "uniform"); with --truncation t every
 coordinate beyond [-t, t] is drawn again until it falls inside (the truncation trick of Brock et
 al. 2019: samples from the middle of the noise distribution, where G was trained most, trading
-variety for fidelity; uniform noise is then drawn from U(-t, t) for t < 1). --npy writes
+variety for fidelity; uniform noise is then drawn from U(-t, t) for t < 1). The coordinates
+that pick a mixture's component (the record's "mixture": m, the first m; dcgan_mnist's
+clusters) are never truncated: truncating them would draw only the middle clusters. --npy writes
 float32 (n, C, H, W) in [-1, 1], which ``python -m examples.evaluate --images`` scores.
 """
 import argparse
@@ -93,7 +95,7 @@ def labels_for(args, classes, n):
 def draw(G, record, args):
     """(n, C, H, W) float32 images in [-1, 1] from G, with the inputs its record asks for."""
     latent = record["latent"]
-    unknown = sorted(set(latent) - {"nz", "noise", "labels", "codes", "continuous"})
+    unknown = sorted(set(latent) - {"nz", "noise", "labels", "codes", "continuous", "mixture"})
     if unknown:
         sys.exit(f"{args.run}: this generator also takes {unknown}, which examples.sample "
                  "cannot draw yet")
@@ -108,6 +110,9 @@ def draw(G, record, args):
         z = rng.uniform(-t, t, shape).astype(np.float32)
     else:
         z = truncated_noise(rng, shape, args.truncation).astype(np.float32)
+        picks = int(latent.get("mixture", 0))
+        if args.truncation is not None and picks:   # the component is drawn from N(0, 1)
+            z[:, :picks] = rng.standard_normal((args.n, picks))
     z = backend.to_device(z, args.device)
     labels, extra = None, []
     # a conditional G takes labels; InfoGAN's takes an unsupervised categorical code (drawn

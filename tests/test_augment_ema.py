@@ -237,14 +237,28 @@ def test_dcgan_example_recipes_and_their_flags():
     small = dcgan_mnist.parse_args(["--recipe", "small-data"])
     assert (small.policy, small.ema) == (("translation", "cutout"), 0.999)
     default = dcgan_mnist.parse_args([])
-    assert (default.recipe, default.policy, default.ema, default.lr, default.lr_d) == (
-        "two-timescale", (), 0.0, 1.6e-3, 2e-4)
+    assert (default.recipe, default.clusters, default.policy, default.ema, default.lr,
+            default.lr_d, default.ngf, default.ndf, default.default_iters) == (
+        "clusters", 100, (), 0.0, 2e-4, 2e-4, 32, 32, 2500)
+    two = dcgan_mnist.parse_args(["--recipe", "two-timescale"])
+    assert (two.clusters, two.lr, two.lr_d, two.ngf, two.default_iters) == (0, 1.6e-3, 2e-4,
+                                                                          64, 2000)
     paper = dcgan_mnist.parse_args(["--recipe", "paper"])
-    assert (paper.recipe, paper.policy, paper.ema, paper.lr, paper.lr_d) == ("paper", (), 0.0,
-                                                                             2e-4, 2e-4)
-    # a recipe's rate given explicitly wins over the recipe; --lr alone sets both players'
-    assert dcgan_mnist.parse_args(["--lr-d", "1e-4"]).lr == 1.6e-3
+    assert (paper.recipe, paper.clusters, paper.policy, paper.ema, paper.lr, paper.lr_d,
+            paper.ngf, paper.ndf) == ("paper", 0, (), 0.0, 2e-4, 2e-4, 64, 64)
+    # a recipe's setting given explicitly wins over the recipe; --lr alone sets both players'
+    assert dcgan_mnist.parse_args(["--recipe", "two-timescale", "--lr-d", "1e-4"]).lr == 1.6e-3
     assert dcgan_mnist.parse_args(["--lr-d", "1e-4"]).lr_d == 1e-4
+    wide = dcgan_mnist.parse_args(["--ngf", "16", "--clusters", "10", "--iters", "7"])
+    assert (wide.ngf, wide.ndf, wide.clusters, wide.iters) == (16, 32, 10, 7)
+    with pytest.raises(SystemExit, match="--clusters must be >= 0"):
+        dcgan_mnist.parse_args(["--clusters", "-1"])
+    with pytest.raises(SystemExit, match="--clusters needs --nz >= 2"):
+        dcgan_mnist.parse_args(["--nz", "1"])
+    with pytest.raises(SystemExit, match="--spectral-norm and --loss hinge: only for the "
+                                         "unconditional DCGAN; add --clusters 0"):
+        dcgan_mnist.parse_args(["--spectral-norm", "--loss", "hinge"])
+    assert dcgan_mnist.parse_args(["--clusters", "0", "--loss", "hinge"]).loss == "hinge"
     mixed = dcgan_mnist.parse_args(["--recipe", "paper", "--augment", "translation",
                                     "--lr-d", "4e-4"])
     assert (mixed.policy, mixed.ema, mixed.lr_d) == (("translation",), 0.0, 4e-4)

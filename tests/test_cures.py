@@ -228,7 +228,8 @@ def test_sn_hinge_dcgan_example_runs_and_resumes_exactly(tmp_path):
     from examples import dcgan_mnist
     from minigan import io
     argv = ["--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "16", "--no-progress",
-            "--no-metrics", "--samples", "16", "--bundled", "--spectral-norm", "--loss", "hinge"]
+            "--no-metrics", "--samples", "16", "--bundled", "--spectral-norm", "--loss", "hinge",
+            "--recipe", "two-timescale"]
     assert dcgan_mnist.main(argv + ["--iters", "4", "--out", str(tmp_path / "a")]) == 0
     assert dcgan_mnist.main(argv + ["--iters", "2", "--out", str(tmp_path / "b")]) == 0
     assert dcgan_mnist.main(argv + ["--iters", "4", "--out", str(tmp_path / "b"), "--resume"]) == 0

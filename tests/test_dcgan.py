@@ -157,7 +157,9 @@ def test_example_runs_end_to_end_and_writes_every_file(tmp_path):
     from examples import dcgan_mnist
     data = write_digits(str(tmp_path / "data"))
     out = tmp_path / "run"
-    assert dcgan_mnist.main(tiny_argv(out, "--iters", "4", "--data-dir", data)) == 0
+    # the default recipe, with 4 clusters of the 48 digits (its 50 would be more than there are)
+    assert dcgan_mnist.main(tiny_argv(out, "--iters", "4", "--data-dir", data,
+                                      "--clusters", "4")) == 0
     names = sorted(os.listdir(out))
     # 48 digits in batches of 16: 3 per epoch, so iteration 3 ends epoch 1
     assert names == ["checkpoint.npz", "interpolation.png", "losses.png", "metrics.jsonl",
@@ -193,7 +195,7 @@ def test_nan_guard_stops_the_example_and_keeps_the_last_good_checkpoint(tmp_path
 
     monkeypatch.setattr(losses, "g_loss_nonsaturating", poisoned)
     code = dcgan_mnist.main(tiny_argv(out, "--iters", "6", "--checkpoint-every", "2",
-                                      "--data-dir", data))
+                                      "--data-dir", data, "--clusters", "4"))
     assert code == 1
     err = capsys.readouterr().err
     assert "generator loss is nan at step 3" in err and "last good checkpoint" in err

@@ -23,7 +23,9 @@ def runs(tmp_path_factory):
     made = {}
     for name, main, extra in (("dcgan", dcgan_mnist.main, ["--recipe", "small-data",
                                                            "--samples", "4"]),
-                              ("dcgan_paper", dcgan_mnist.main, ["--samples", "4"]),
+                              ("dcgan_paper", dcgan_mnist.main, ["--recipe", "paper",
+                                                                 "--samples", "4"]),
+                              ("dcgan_clusters", dcgan_mnist.main, ["--samples", "4"]),
                               ("wgan", wgan_mnist.main, ["--n-critic", "1", "--samples", "4"]),
                               ("wgan_gp", wgan_mnist.main, ["--gp", "--n-critic", "1",
                                                             "--samples", "4"]),
@@ -58,6 +60,40 @@ def test_sample_draws_the_trained_generator_from_the_checkpoint_alone(runs, name
     with mg.no_grad():
         want = G(mg.Tensor(noise(3, 10, 6))).data
     np.testing.assert_allclose(images, want, rtol=1e-5, atol=1e-6)
+
+
+def test_sample_draws_the_default_recipes_cluster_mixture(runs, tmp_path):
+    """The default DCGAN recipe's G(z) is a mixture over 100 clusters: sampling it from the
+    checkpoint rebuilds the prior from the record and draws what the trained G draws."""
+    from examples import sample
+    from minigan.gan.clusters import ClusterMixtureGenerator
+    npy = tmp_path / "x.npy"
+    assert sample.main([str(runs["dcgan_clusters"]), "--n", "12", "--seed", "2", "--npy",
+                        str(npy)]) == 0
+    state = io.load_checkpoint(runs["dcgan_clusters"] / "checkpoint.npz")
+    record = state["extra"]["generator"]
+    assert record["class"] == "minigan.gan.clusters.ClusterMixtureGenerator"
+    assert len(record["kwargs"]["prior"]) == 100 and state["extra"]["config"]["clusters"] == 100
+    G = ClusterMixtureGenerator(**record["kwargs"])
+    G.load_state_dict(state["models"]["G"])
+    G.eval()
+    with mg.no_grad():
+        want = G(mg.Tensor(noise(2, 12, 6))).data
+    np.testing.assert_allclose(np.load(npy), want, rtol=1e-5, atol=1e-6)
+    # --truncation leaves the cluster-picking coordinate alone: truncating it would draw only the
+    # clusters in the middle of the prior
+    from examples.sample import truncated_noise
+    assert record["latent"] == {"nz": 6, "mixture": 1}
+    assert sample.main([str(runs["dcgan_clusters"]), "--n", "200", "--seed", "2",
+                        "--truncation", "0.3", "--npy", str(npy)]) == 0
+    rng = np.random.default_rng(2)
+    z = truncated_noise(rng, (200, 6), 0.3).astype(np.float32)
+    z[:, :1] = rng.standard_normal((200, 1))
+    assert np.abs(z[:, 1:]).max() <= 0.3 and np.abs(z[:, 0]).max() > 1.5
+    assert len(np.unique(G.clusters_of(z))) > 50
+    with mg.no_grad():
+        want = G(mg.Tensor(z)).data
+    np.testing.assert_allclose(np.load(npy), want, rtol=1e-5, atol=1e-6)
 
 
 def test_sample_default_grid_lands_beside_the_checkpoint_and_seeds_differ(runs, tmp_path):

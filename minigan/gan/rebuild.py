@@ -9,7 +9,9 @@ Every example that trains a generator records, in its checkpoint's ``extra["gene
                                                      for a conditional G labels (N,) in 0..9
                                                      (omitted: G(z) alone); InfoGAN's G takes
                                                      "codes": K (a category per image) and
-                                                     "continuous": M (codes ~ U(-1, 1)) instead
+                                                     "continuous": M (codes ~ U(-1, 1)) instead;
+                                                     "mixture": m, the first m noise coordinates
+                                                     pick a mixture component (never truncated)
 
 :func:`generator_record` writes it and :func:`load_generator` reads it back. Only classes
 inside the ``minigan`` package are imported: a checkpoint is data, and a dotted path naming any
