@@ -511,12 +511,17 @@ def slerp(z1, z2, t):
 INTERPOLATION_STEPS = 10   # images per row of interpolation.png
 
 
-def interpolation_noise(nz, seed, rows=8, cols=INTERPOLATION_STEPS):
-    """(rows * cols, nz): row r walks in ``cols`` steps from one noise vector z1_r to another z2_r."""
+def interpolation_noise(nz, seed, rows=8, cols=INTERPOLATION_STEPS, hold=0):
+    """(rows * cols, nz): row r walks in ``cols`` steps from one noise vector z1_r to another z2_r.
+    The first ``hold`` coordinates stay at z1_r's all along the row: those that pick a mixture's
+    component (dcgan_mnist's clusters), so that a row morphs within one cluster instead of
+    jumping between clusters."""
     rng = np.random.default_rng([seed, 2])
     ends = rng.standard_normal((rows, 2, nz))
     ts = np.linspace(0.0, 1.0, cols)
-    return np.stack([slerp(z1, z2, t) for z1, z2 in ends for t in ts]).astype(np.float32)
+    z = np.stack([slerp(z1, z2, t) for z1, z2 in ends for t in ts])
+    z[:, :hold] = np.repeat(ends[:, 0, :hold], cols, axis=0)
+    return z.astype(np.float32)
 
 
 def save_samples(G, z, path, device, nrow=8):
@@ -525,11 +530,12 @@ def save_samples(G, z, path, device, nrow=8):
     return io.save_image_grid(backend.as_numpy(images), path, nrow=nrow, scale=2)
 
 
-def save_final_pictures(run, G, z_grid, args, device):
-    """A run's last sample grid (the fixed noise ``z_grid``) and its latent interpolation."""
+def save_final_pictures(run, G, z_grid, args, device, hold=0):
+    """A run's last sample grid (the fixed noise ``z_grid``) and its latent interpolation (with
+    the first ``hold`` noise coordinates held, see :func:`interpolation_noise`)."""
     save_samples(G, z_grid, run.files.samples("final"), device)
-    save_samples(G, interpolation_noise(args.nz, args.seed), run.files.interpolation, device,
-                 nrow=INTERPOLATION_STEPS)
+    save_samples(G, interpolation_noise(args.nz, args.seed, hold=hold), run.files.interpolation,
+                 device, nrow=INTERPOLATION_STEPS)
 
 
 def final_metrics(G, args, device, n=2000):

@@ -252,7 +252,7 @@ def train(args, comm=None):
                      lambda path: save_samples(G_shown, z_grid, path, device)):
         return 1
     if is_main(comm):
-        save_final_pictures(run, G_shown, z_grid, args, device)
+        save_final_pictures(run, G_shown, z_grid, args, device, hold=1 if args.clusters else 0)
         if run.history["loss_d"]:
             io.plot_curves({"D loss": run.history["loss_d"], "G loss": run.history["loss_g"]},
                            run.files.losses, title="DCGAN on MNIST", xlabel="iteration",

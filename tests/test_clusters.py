@@ -132,3 +132,17 @@ def test_a_cluster_gan_learns_its_clusters_and_rebuilds_from_its_record(tmp_path
     loaded = load_generator(str(tmp_path / "c.npz"))[0].eval()
     with mg.no_grad():
         np.testing.assert_array_equal(loaded(mg.Tensor(z)).data, G(mg.Tensor(z)).data)
+
+
+def test_interpolation_holds_the_cluster_coordinate_so_a_row_stays_in_one_cluster():
+    from examples._common import interpolation_noise
+    free = interpolation_noise(6, seed=3, rows=4, cols=5)
+    held = interpolation_noise(6, seed=3, rows=4, cols=5, hold=1)
+    assert free.shape == held.shape == (20, 6)
+    np.testing.assert_array_equal(held[:, 1:], free[:, 1:])
+    rows = held[:, 0].reshape(4, 5)
+    np.testing.assert_array_equal(rows, np.repeat(free[::5, :1], 5, axis=1))
+    G = ClusterMixtureGenerator(nz=6, ngf=2, prior=[0.1] * 10)
+    assert all(len(set(G.clusters_of(held[r * 5:(r + 1) * 5]).tolist())) == 1 for r in range(4))
+    # without holding it, the slerp drifts z_0 (by up to sqrt(2) at mid-row)
+    assert not np.allclose(free[:, 0].reshape(4, 5), np.repeat(free[::5, :1], 5, axis=1))
