@@ -30,9 +30,11 @@ ingredient):
                 cores; two-timescale: FID 99-115, score 6.5-6.6 (benchmarks/RESULTS.md, issue 17).
     two-timescale  the best unconditional recipe: the paper's with two learning rates (Heusel
                 et al. 2017's "two time-scale" rule), G's Adam at 1.6e-3, D's at 2e-4, widths
-                64, 2,000 iterations: FID 99-115 over seeds 0-2 against the paper recipe's 128-166.
+                64, 2,000 iterations: FID 99-115 over seeds 0-2 against the paper recipe's
+                128-166.
     paper       Radford et al. (2016) exactly: Adam 2e-4 for both, the trained G itself, widths
-                64, 2,000 iterations.
+                64, 2,000 iterations: FID 130-142, score 6.1-6.2 over seeds 0-2 on the machine
+                that measured the default's numbers.
     small-data  the paper's rates, and D sees every image, real and fake, through DiffAugment
                 (Zhao et al. 2020: random translation by up to 4 pixels and a 14x14 cutout, in
                 both players' steps, :mod:`minigan.gan.augment`), which keeps D from memorising

@@ -3,10 +3,10 @@ clusters of its training images (after Liu et al. 2020, "Diverse Image Generatio
 Self-Conditioned GANs").
 
     1. k-means of the training images' pixels: K clusters, a cluster y_i per image and the prior
-       pi_k = |cluster k| / N                                                (:func:`cluster_images`)
+       pi_k = |cluster k| / N                                            (:func:`cluster_images`)
     2. train the conditional DCGAN of :mod:`minigan.gan.conditional` on the pairs (x_i, y_i) as
        if the clusters were labels (no label of the data set is used)
-    3. sample  k ~ pi,  z ~ N(0, I),  x = G(z, k)                    (:class:`ClusterMixtureGenerator`)
+    3. sample  k ~ pi,  z ~ N(0, I),  x = G(z, k)             (:class:`ClusterMixtureGenerator`)
 
 Why it helps where data are few: a cluster of pixels holds images of one shape (on the bundled
 digits, K = 100 clusters are 83-85% one digit), so G learns K narrow distributions instead of one
@@ -79,7 +79,8 @@ def cluster_images(images, k, seed=0):
 def _check_prior(prior):
     p = np.asarray(prior, dtype=np.float64)
     if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p <= 0).any():
-        raise ValueError(f"prior must be a non-empty list of positive cluster shares, got {prior!r}")
+        raise ValueError(f"prior must be a non-empty list of positive cluster shares, "
+                         f"got {prior!r}")
     if abs(p.sum() - 1.0) > 1e-6:
         raise ValueError(f"prior must sum to 1, got {p.sum():.8g}")
     return p / p.sum()
