@@ -202,3 +202,16 @@ def test_nan_guard_stops_the_example_and_keeps_the_last_good_checkpoint(tmp_path
     state = io.load_checkpoint(out / "checkpoint.npz")
     assert state["step"] == 2
     assert all(np.isfinite(v).all() for v in state["models"]["G"].values())
+
+
+@pytest.mark.slow
+def test_default_run_meets_the_main_jobs_goal(tmp_path):
+    """Issue 17's goal for the README's first command (seed 0, bundled digits): FID <= 90,
+    classifier score >= 7.5, every digit drawn 5-15% of the time (about 3 minutes on 2 cores)."""
+    from examples import dcgan_mnist
+    out = tmp_path / "run"
+    assert dcgan_mnist.main(["--bundled", "--no-progress", "--out", str(out)]) == 0
+    final = io.read_jsonl(out / "metrics.jsonl", strict=True)[-1]
+    assert final["step"] == 2500 and final["fid"] <= 90, final
+    assert final["classifier_score"] >= 7.5, final
+    assert all(0.05 <= share <= 0.15 for share in final["class_shares"]), final
