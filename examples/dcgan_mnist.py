@@ -60,6 +60,8 @@ good checkpoint in place.
 import argparse
 import sys
 
+import numpy as np
+
 import minigan as mg
 from minigan import backend, io, optim
 from minigan.gan.augment import POLICIES, DiffAugment
@@ -180,8 +182,8 @@ def train(args, comm=None):
         labels = (backend.to_device(clusters.labels, device),)
         g_kwargs = {"nz": args.nz, "ngf": args.ngf, "prior": [float(p) for p in clusters.prior]}
         G, D = make_cluster_dcgan(args.nz, args.ngf, args.ndf, prior=g_kwargs["prior"])
-        described += (f", in {args.clusters} k-means clusters of {clusters.prior.min():.1%}-"
-                      f"{clusters.prior.max():.1%} of them")
+        sizes = np.bincount(clusters.labels, minlength=args.clusters)
+        described += f", in {args.clusters} k-means clusters of {sizes.min()}-{sizes.max()} images"
     else:
         g_kwargs = {"nz": args.nz, "ngf": args.ngf}
         G, D = make_dcgan(args.nz, args.ngf, args.ndf, spectral_norm=args.spectral_norm)
