@@ -121,10 +121,13 @@ def test_example_resume_continues_exactly(tmp_path):
     from test_dcgan import write_digits
     data = write_digits(str(tmp_path / "data"))
     # 48 digits, batch 16: 3 iterations per epoch; stop mid-epoch at 4, finish at 7
-    assert dcgan_mnist.main(example_argv(tmp_path / "a", data, "--clusters", "4", "--iters", "7")) == 0
-    assert dcgan_mnist.main(example_argv(tmp_path / "b", data, "--clusters", "4", "--iters", "4")) == 0
+    assert dcgan_mnist.main(example_argv(tmp_path / "a", data, "--clusters", "4",
+                                         "--iters", "7")) == 0
+    assert dcgan_mnist.main(example_argv(tmp_path / "b", data, "--clusters", "4",
+                                         "--iters", "4")) == 0
     mg.manual_seed(1234)   # whatever the process did in between
-    assert dcgan_mnist.main(example_argv(tmp_path / "b", data, "--clusters", "4", "--iters", "7", "--resume")) == 0
+    assert dcgan_mnist.main(example_argv(tmp_path / "b", data, "--clusters", "4",
+                                         "--iters", "7", "--resume")) == 0
     a = io.load_checkpoint(tmp_path / "a" / "checkpoint.npz")
     b = io.load_checkpoint(tmp_path / "b" / "checkpoint.npz")
     assert a["step"] == b["step"] == 7
@@ -142,11 +145,14 @@ def test_example_resume_refuses_other_settings_or_a_missing_checkpoint(tmp_path)
     from test_dcgan import write_digits
     data = write_digits(str(tmp_path / "data"))
     with pytest.raises(SystemExit, match="no checkpoint at"):
-        dcgan_mnist.main(example_argv(tmp_path / "none", data, "--clusters", "4", "--iters", "2", "--resume"))
-    assert dcgan_mnist.main(example_argv(tmp_path / "run", data, "--clusters", "4", "--iters", "2")) == 0
+        dcgan_mnist.main(example_argv(tmp_path / "none", data, "--clusters", "4",
+                                      "--iters", "2", "--resume"))
+    assert dcgan_mnist.main(example_argv(tmp_path / "run", data, "--clusters", "4",
+                                         "--iters", "2")) == 0
     before = os.path.getmtime(tmp_path / "run" / "checkpoint.npz")
     with pytest.raises(SystemExit, match="ngf: checkpoint 4 vs now 8"):
-        dcgan_mnist.main(example_argv(tmp_path / "run", data, "--clusters", "4", "--iters", "4", "--resume",
+        dcgan_mnist.main(example_argv(tmp_path / "run", data, "--clusters", "4",
+                                      "--iters", "4", "--resume",
                                       "--ngf", "8"))
     assert os.path.getmtime(tmp_path / "run" / "checkpoint.npz") == before
     with pytest.raises(SystemExit, match="clusters: checkpoint 4 vs now 5"):

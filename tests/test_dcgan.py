@@ -157,7 +157,9 @@ def test_example_runs_end_to_end_and_writes_every_file(tmp_path):
     from examples import dcgan_mnist
     data = write_digits(str(tmp_path / "data"))
     out = tmp_path / "run"
-    # the default recipe, with 4 clusters of the 48 digits (its 50 would be more than there are)
+    # the default recipe, with 4 clusters of the 48 digits: its 100 are more than there are
+    with pytest.raises(SystemExit, match=r"--clusters 100: .*k must be an integer in \[1, 48\]"):
+        dcgan_mnist.main(tiny_argv(out, "--iters", "4", "--data-dir", data))
     assert dcgan_mnist.main(tiny_argv(out, "--iters", "4", "--data-dir", data,
                                       "--clusters", "4")) == 0
     names = sorted(os.listdir(out))

@@ -430,10 +430,12 @@ def test_resume_with_fewer_iterations_than_the_checkpoint_says_so(tmp_path):
     from test_checkpoint_resume import example_argv
     from test_dcgan import write_digits
     data = write_digits(str(tmp_path / "data"))
-    assert dcgan_mnist.main(example_argv(tmp_path / "run", data, "--clusters", "4", "--iters", "3")) == 0
+    assert dcgan_mnist.main(example_argv(tmp_path / "run", data, "--clusters", "4",
+                                         "--iters", "3")) == 0
     before = (tmp_path / "run" / "checkpoint.npz").read_bytes()
     with pytest.raises(SystemExit, match="at iteration 3, past the 2 iterations asked for"):
-        dcgan_mnist.main(example_argv(tmp_path / "run", data, "--clusters", "4", "--iters", "2", "--resume"))
+        dcgan_mnist.main(example_argv(tmp_path / "run", data, "--clusters", "4",
+                                      "--iters", "2", "--resume"))
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
 
 
