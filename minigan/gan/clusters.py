@@ -58,7 +58,7 @@ def cluster_images(images, k, seed=0, fit_images=FIT_IMAGES):
     images the centres are fitted on that many of them (a seeded random choice) and every image
     is then given its nearest centre. Raises ValueError for k outside [1, N], non-finite
     pixels, or a cluster left empty."""
-    from scipy.cluster.vq import kmeans2   # imported when used, as in metrics/matching.py
+    from scipy.cluster.vq import kmeans2, vq   # imported when used, as metrics/matching.py does
 
     x = np.asarray(backend.as_numpy(images))
     if x.ndim < 2 or len(x) == 0:
@@ -79,22 +79,14 @@ def cluster_images(images, k, seed=0, fit_images=FIT_IMAGES):
         warnings.simplefilter("ignore")
         centres, labels = kmeans2(fit, int(k), iter=KMEANS_ITERATIONS, minit="++",
                                   missing="warn", rng=rng)
-    if fit is not flat:
-        labels = nearest(flat, centres)
+    if fit is not flat:   # every image to its nearest centre
+        labels = vq(flat, centres, check_finite=False)[0]
     sizes = np.bincount(labels, minlength=k)
     if (sizes == 0).any():
         raise ValueError(f"cluster_images: {int((sizes == 0).sum())} of the {k} clusters ended "
                          f"empty (the images have fewer than {k} distinct groups); choose a "
                          "smaller k")
     return Clusters(labels.astype(np.int64), sizes / sizes.sum())
-
-
-def nearest(points, centres, batch=8192):
-    """The index of the nearest centre (squared Euclidean) of each of points (N, D): argmin_k
-    |c_k|^2 - 2 <x, c_k>, one product per batch of points."""
-    sq = (centres * centres).sum(axis=1)
-    return np.concatenate([np.argmin(sq - 2.0 * points[i:i + batch] @ centres.T, axis=1)
-                           for i in range(0, len(points), batch)])
 
 
 def _check_prior(prior):
