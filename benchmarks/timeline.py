@@ -7,10 +7,14 @@ pass on cpu_threads' pool thread. This tool wraps, for the duration of the run o
 kernels' phases (module attributes replaced and put back afterwards, so the package's hot path
 carries nothing when this tool is not running):
 
-  gather    cpu_conv._gather (im2col, with its channels-last copy of each image)
-  gemm      every np.matmul inside cpu_conv and cpu_gemm (their multiply-adds are counted)
-  col2im    cpu_conv._col2im (summing the input gradient back onto the pixels)
-  layout    the NHWC->NCHW copy of a forward result, gy's NCHW->CNHW copy, the weight permute
+  gather    cpu_conv._gather (im2col, with its channels-last copy of each image), and
+            cpu_winograd._transform_in (the input tiles at the 25 points)
+  gemm      every np.matmul inside cpu_conv, cpu_gemm and cpu_winograd (their multiply-adds
+            are counted: Winograd's, not the direct convolution's)
+  col2im    cpu_conv._col2im (summing the input gradient back onto the pixels), and
+            cpu_winograd._transform_out (the 25 points back to output tiles)
+  layout    the NHWC->NCHW copy of a forward result, gy's NCHW->CNHW copy, the weight permute,
+            cpu_winograd._kernel_points (the weights at the 25 points)
   bn / act  the batch-norm and LeakyReLU kernels' tasks
   adam      Adam's one-pass update (cpu_optim), one op per optimizer step's parameter
 
@@ -39,7 +43,8 @@ import minigan as mg  # _common made a checkout's minigan importable
 from minigan import optim
 from minigan.gan.models import make_dcgan
 from minigan.gan.train import sample_noise, train_step
-from minigan.kernels import cpu, cpu_act, cpu_conv, cpu_gemm, cpu_norm, cpu_optim
+from minigan.kernels import (cpu, cpu_act, cpu_conv, cpu_gemm, cpu_norm, cpu_optim,
+                             cpu_winograd)
 from minigan.kernels.cpu_gemm import blas_on_calling_threads
 
 # The DCGAN layer of a convolution, from its weight in conv2d's view (O, C, kh, kw; for a
@@ -109,13 +114,13 @@ class Recorder:
                 try:
                     return np.matmul(a, b, out=out)
                 finally:
-                    # a batch of products (3-D operands) is recorded as one (m * batch, k, n)
+                    # a stack of products (3-D operands) is recorded as one shape and a count
                     (m, k), n = a.shape[-2:], b.shape[-1]
-                    m *= max(a.size // (m * k), b.size // (k * n))
+                    stack = max(a.size // (m * k), b.size // (k * n))
                     layout = "".join("N" if v[..., 0, :].flags.c_contiguous and v.strides[-1] ==
                                      v.itemsize else "T" for v in (a, b))
                     rec._add("gemm", t0, time.perf_counter(), time.thread_time() - c0,
-                             2 * m * k * n, (m, k, n, layout))
+                             2 * m * k * n * stack, (m, k, n, layout, stack))
         self._swap(module, "np", TimedNumpy())
 
     def _swap(self, module, name, new):
@@ -155,6 +160,10 @@ def install(rec):
         rec.op(cpu, name, point_label)
     rec.phase(cpu_conv, "_gather", "gather")
     rec.phase(cpu_conv, "_col2im", "col2im")
+    rec.phase(cpu_winograd, "_transform_in", "gather")
+    rec.phase(cpu_winograd, "_transform_out", "col2im")
+    rec.phase(cpu_winograd, "_kernel_points", "layout")
+    rec.phase(cpu_winograd, "_points_to_taps", "layout")
     for name in ("_nhwc_to_nchw", "_to_cnhw", "_weight_taps_last"):
         rec.phase(cpu_conv, name, "layout")
     for name in ("_stats", "_forward", "_backward"):
@@ -165,20 +174,23 @@ def install(rec):
     rec.phase(cpu_optim, "_adam", "adam")
     rec.numpy_products(cpu_conv)
     rec.numpy_products(cpu_gemm)
+    rec.numpy_products(cpu_winograd)
 
 
 def product_ceiling(shape, dtype=np.float32, repeat=7):
     """(GFLOP/s alone on one thread, GFLOP/s per thread with both threads multiplying at once) of
-    one product of this (m, k, n, layout), the layout saying which operands are transposed views."""
-    m, k, n, layout = shape
+    one product of this (m, k, n, layout, stack): a stack of that many products (one np.matmul
+    call, as Winograd's 25), the layout saying which operands are transposed views."""
+    m, k, n, layout, stack = shape
     rng = np.random.default_rng(0)
 
     def operand(rows, cols, flag):
-        a = rng.standard_normal((rows, cols) if flag == "N" else (cols, rows)).astype(dtype)
-        return a if flag == "N" else a.T
-    pairs = [(operand(m, k, layout[0]), operand(k, n, layout[1]), np.empty((m, n), dtype))
+        a = rng.standard_normal((stack, rows, cols) if flag == "N" else (stack, cols, rows))
+        a = a.astype(dtype)
+        return a if flag == "N" else a.transpose(0, 2, 1)
+    pairs = [(operand(m, k, layout[0]), operand(k, n, layout[1]), np.empty((stack, m, n), dtype))
              for _ in range(2)]
-    flops = 2.0 * m * k * n
+    flops = 2.0 * m * k * n * stack
 
     def run(i):
         a, b, c = pairs[i]
@@ -284,7 +296,8 @@ def ceilings(rows, shapes):
     """Each op's products, timed alone and in pairs: the GEMM ceiling at the pipeline's shapes."""
     print("\nproducts per op: GFLOP/s in the pipeline (per thread) against the same shapes timed "
           "now on one thread alone / on both threads at once (per thread)")
-    print(f"{'op':16s}{'pipeline t0/t1':>16s}{'alone':>8s}{'pair':>8s}   shapes (m, k, n, layout)")
+    print(f"{'op':16s}{'pipeline t0/t1':>16s}{'alone':>8s}{'pair':>8s}   shapes (m, k, n, layout, "
+          "stack)")
     cache = {}
     for row in rows:
         op = row["op"]
@@ -294,7 +307,7 @@ def ceilings(rows, shapes):
         for shape, count in shapes[op].items():
             if shape not in cache:
                 cache[shape] = product_ceiling(shape)
-            f = 2.0 * shape[0] * shape[1] * shape[2] * count
+            f = 2.0 * shape[0] * shape[1] * shape[2] * shape[4] * count
             flops += f
             alone_s += f / cache[shape][0]
             pair_s += f / cache[shape][1]

@@ -41,7 +41,7 @@ maps) skips all that: the convolution is then a plain matrix product of the flat
 import numba
 import numpy as np
 
-from . import cpu_memory
+from . import cpu_memory, cpu_winograd
 from .cpu_gemm import blas_on_calling_threads, matmul
 from .cpu_threads import run_tasks
 
@@ -345,6 +345,9 @@ def conv2d(x, w, stride, padding, keep_patches=False):
     there is none to keep: a dense kernel, or more than KEEP_PATCHES_BYTES of it)."""
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
+    if cpu_winograd.applies((H, W), w.shape, stride, padding):
+        y = cpu_winograd.conv2d(x, w)
+        return (y, None) if keep_patches else y
     Ho, Wo = _out_size(H, kh, stride[0], padding[0]), _out_size(W, kw, stride[1], padding[1])
     K, P = C * kh * kw, Ho * Wo
     y = cpu_memory.empty((N, O, Ho, Wo), x.dtype)
@@ -372,6 +375,9 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding):
     N, O, Ho, Wo = gy.shape
     _, C, kh, kw = w.shape
     H, W = input_hw
+    if (cpu_winograd.applies((H, W), w.shape, stride, padding)
+            and (H, W) == (2 * Ho, 2 * Wo)):
+        return cpu_winograd.conv2d_grad_input(gy, w)
     K, P = C * kh * kw, Ho * Wo
     gx = cpu_memory.empty((N, C, H, W), gy.dtype)
     if _is_dense(H, W, kh, kw, padding):
@@ -393,6 +399,8 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None):
     N, C, H, W = x.shape
     _, O, Ho, Wo = gy.shape
     kh, kw = kernel_hw
+    if cpu_winograd.applies((H, W), (O, C, kh, kw), stride, padding):
+        return cpu_winograd.conv2d_grad_weight(x, gy)
     K, P = C * kh * kw, Ho * Wo
     gw = cpu_memory.empty((O, C, kh, kw), x.dtype)
     if _is_dense(H, W, kh, kw, padding):

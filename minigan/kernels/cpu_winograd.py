@@ -1,0 +1,418 @@
+"""The DCGAN's convolution (4x4 kernel, stride 2, padding 1) with Winograd's F(4x4, 2x2): half the
+multiplications of im2col + GEMM.
+
+Why it applies: a stride-2 4x4 kernel is four 2x2 kernels, one per phase (r, s) of the input
+grid. With a = 2*alpha + r, b = 2*beta + s and the phase image z_rs[u, v] = x[2u + r - 1, 2v + s - 1]
+(zero outside x),
+
+    y[i, j] = sum_{c, r, s, alpha, beta} w[o, c, 2*alpha + r, 2*beta + s] * z_rs[c, i + alpha, j + beta],
+
+a stride-1 2x2 correlation summed over 4*C input planes. Winograd's F(4, 2) computes 4 outputs of
+a 2-tap correlation y_i = sum_alpha g_alpha d_{i + alpha} from d (5 numbers) with 5 products
+instead of 8:  y = AT [(G g) * (BT d)];  in 2-D, a 4x4 output tile from a 5x5 input tile with 25
+products instead of 64:  Y = AT [(G g G^T) * (BT d B)] A. The products of all channels and phases
+at one of the 25 points xi = (k, l) form one matrix product, so a layer becomes 25 GEMMs
+
+    M[xi] (tiles, O) = V[xi] (tiles, 4C) @ U[xi] (4C, O),   V = BT d B per tile, U = G g G^T,
+
+followed by Y = AT M A per tile. A 7x7 output takes 2x2 tiles of 4x4, so the GEMMs do
+25 * 4 / (49 * 4) = 0.51 of im2col's multiply-adds (the 8th row and column are discarded).
+
+The same matrices serve all three passes:
+* the transposed convolution (the gradient in x, and ConvTranspose2d's forward): output phase
+  (r, s), gx[2v + r - 1, 2v' + s - 1] = sum_{o, alpha', beta'} w[o, c, 2(1 - alpha') + r, ...]
+  * gy[o, v + alpha' - 1, v' + beta' - 1], again a 2x2 correlation, now of gy, with the phases
+  on the output side: M[xi] (tiles, 4C) = V[xi] (tiles, O) @ U[xi] (O, 4C);
+* the gradient in w is the adjoint of g -> Y, so g = G^T [(A gy A^T) * (BT d B)] G: the
+  4x4 tiles of gy transformed by A = AT^T, the x tiles exactly as in the forward, and
+  M[xi] (O, 4C) = sum over tiles of Vgy[xi]^T @ V[xi].
+
+The points are 0, 1, -1, 2 and infinity (Lavin & Gray 2016, "Fast algorithms for convolutional
+neural networks"); their float32 error on a 512-channel sum is ~2e-6 of the output's scale
+(tests/test_winograd.py checks it against the direct convolution).
+
+Work is shared over the cores like cpu_conv's: each core takes a contiguous range of images and
+runs transform, 25 products and inverse transform on chunks of them while they are in its cache.
+"""
+import numba
+import numpy as np
+
+from . import cpu_memory
+from .cpu_gemm import blas_on_calling_threads
+from .cpu_threads import run_tasks
+
+# F(4, 2) at the points 0, 1, -1, 2, infinity: y (4) = AT @ ((G @ g (2)) * (BT @ d (5))).
+AT = np.array([[1, 1, 1, 1, 0],
+               [0, 1, -1, 2, 0],
+               [0, 1, 1, 4, 0],
+               [0, 1, -1, 8, 1]], dtype=np.float64)
+G = np.array([[1 / 2, 0],
+              [-1 / 2, -1 / 2],
+              [-1 / 6, 1 / 6],
+              [1 / 6, 1 / 3],
+              [0, 1]], dtype=np.float64)
+BT = np.array([[2, -1, -2, 1, 0],
+               [0, -2, -1, 1, 0],
+               [0, 2, -3, 1, 0],
+               [0, -1, 0, 1, 0],
+               [0, 2, -1, -2, 1]], dtype=np.float64)
+
+# (G kron G)[k*5 + l, alpha*2 + beta] = G[k, alpha] G[l, beta]: a 2x2 kernel -> its 25 points
+_GG = {np.dtype(t).char: np.kron(G, G).astype(t) for t in (np.float32, np.float64)}
+
+# Layers with fewer channels on either side stay on im2col: the 25 products are then too thin
+# for the BLAS (the DCGAN's 1-channel first and last layers).
+MIN_CHANNELS = 16
+# Bytes of V per chunk of images per thread (as cpu_conv.CHUNK_BYTES); a chunk holds at least
+# MIN_TILES tiles so that each of the 25 products has rows enough to run near the BLAS's speed.
+CHUNK_BYTES = 4 << 20
+MIN_TILES = 128
+
+
+def applies(x_hw, w_shape, stride, padding):
+    """True for the geometry this module computes: kernel 4x4, stride 2, padding 1, an even
+    input (H = 2*Ho), at least MIN_CHANNELS channels in and out."""
+    O, C, kh, kw = w_shape
+    H, W = x_hw
+    return ((kh, kw) == (4, 4) and tuple(stride) == (2, 2) and tuple(padding) == (1, 1)
+            and H % 2 == 0 and W % 2 == 0 and H >= 2 and W >= 2
+            and min(O, C) >= MIN_CHANNELS)
+
+
+# --- the five 1-D transforms, written out -------------------------------------------------------
+# (the matrices above, one row per term; tests/test_winograd.py checks them against the matrices).
+# The hot three (_bt, _a, _at) use additions only: a literal 2 would be an int64 to numba and
+# turn float32 arithmetic into float64, at half the vector width. _g and _gt, on the small
+# weight arrays, compute in float64.
+
+@numba.njit(cache=True, inline="always")
+def _bt(d0, d1, d2, d3, d4):
+    """BT @ d: an input tile's 5 values -> its 5 points."""
+    a, b, e = d0 - d2, d1 - d2, d1 - d3
+    return a + a - d1 + d3, d3 - d2 - d1 - d1, b + b - d2 + d3, d3 - d1, e + e - d2 + d4
+
+
+@numba.njit(cache=True, inline="always")
+def _a(e0, e1, e2, e3):
+    """AT.T @ e: a 4-value tile of gy -> its 5 points (the weight gradient's transform)."""
+    u = e2 + e3 + e3
+    u = e1 + u + u                      # e1 + 2 e2 + 4 e3
+    return e0, e0 + e1 + e2 + e3, e0 - e1 + e2 - e3, e0 + u + u, e3
+
+
+@numba.njit(cache=True, inline="always")
+def _at(m0, m1, m2, m3, m4):
+    """AT @ m: 5 points -> 4 outputs."""
+    a, b, m3x2 = m1 - m2, m1 + m2, m3 + m3
+    m3x4 = m3x2 + m3x2
+    return m0 + b + m3, a + m3x2, b + m3x4, a + m3x4 + m3x4 + m4
+
+
+@numba.njit(cache=True, inline="always")
+def _g(g0, g1):
+    """G @ g: a 2-tap kernel -> its 5 points."""
+    return 0.5 * g0, -0.5 * (g0 + g1), (g1 - g0) / 6, g0 / 6 + g1 / 3, 1.0 * g1
+
+
+@numba.njit(cache=True, inline="always")
+def _gt(m0, m1, m2, m3, m4):
+    """G.T @ m: 5 points -> the 2 taps (the adjoint of _g)."""
+    return 0.5 * (m0 - m1) + (m3 - m2) / 6, (m2 - 3 * m1) / 6 + m3 / 3 + m4
+
+
+# --- numba kernels ------------------------------------------------------------------------------
+# Each does tasks t0 <= t < t1 (run by cpu_threads.run_tasks, nogil) and keeps channels innermost,
+# so that every arithmetic loop runs over C contiguous numbers; images are moved channels-last
+# into a zero-bordered buffer first, so that tiles need no bounds checks. Flat arrays and
+# unsigned indices (_u) as in cpu_conv: they let LLVM vectorise those loops.
+_u = numba.uintp
+
+
+@numba.njit(cache=True, nogil=True)
+def _transform_in(src, n0, S, off, L, TH, TW, V, img, tmp, t0, t1):
+    """V[k*5 + l, (t*TH + p)*TW + q, ph*C + c] = (B z B^T)[k, l] for images t0 <= t < t1 of the
+    chunk (image n0 + t of src (N, C, H, W)), tile (p, q) and phase ph = r*S + s, where z is the
+    L x L tile z[u, v] = src[n0 + t, c, S*(4p + u) + r + off, S*(4q + v) + s + off] (0 outside)
+    and B is BT (L = 5) or AT.T (L = 4). img and tmp are the calling thread's scratch: img holds
+    (S*(4*TH + 1), S*(4*TW + 1), C) numbers, tmp 5*L*S*C.
+
+    The phases s = 0 .. S-1 of one row phase r are neighbouring pixels of img and neighbouring
+    columns of V, so each loop runs over their S*C numbers at once."""
+    N, C, H, W = src.shape
+    T, K = V.shape[1], V.shape[2]
+    Hb, Wb = S * (4 * TH + 1), S * (4 * TW + 1)
+    sf = src.reshape(src.size)
+    vf = V.reshape(V.size)
+    uC, SC = _u(C), _u(S * C)
+    du = _u(S * Wb * C)          # z[u + 1, v] - z[u, v] in img
+    lsc = _u(L) * SC             # tmp[k + 1, v] - tmp[k, v]
+    point = _u(T * K)            # V[xi + 1] - V[xi]
+    img[:Hb * Wb * C] = 0
+    for t in range(t0, t1):
+        # image n0 + t channels-last at rows h - off, columns w - off of the zeroed border
+        P = _u(H * W)
+        for h in range(H):
+            for w in range(W):
+                row = _u(((h - off) * Wb + w - off) * C)
+                s0 = _u(((n0 + t) * C * H + h) * W + w)
+                for c in range(uC):
+                    img[row + c] = sf[s0 + c * P]
+        for p in range(TH):
+            for q in range(TW):
+                tile = (t * TH + p) * TW + q
+                for r in range(S):
+                    z = _u(((S * 4 * p + r) * Wb + S * 4 * q) * C)   # z[0, 0], phase s = 0
+                    for v in range(L):   # down the columns: tmp[k, v] = (B z)[k, v]
+                        a0 = z + _u(v) * SC
+                        a1, a2, a3, a4 = a0 + du, a0 + _u(2) * du, a0 + _u(3) * du, a0 + _u(4) * du
+                        o0 = _u(v) * SC
+                        o1, o2, o3, o4 = o0 + lsc, o0 + _u(2) * lsc, o0 + _u(3) * lsc, o0 + _u(4) * lsc
+                        if L == 5:
+                            for c in range(SC):
+                                b = _bt(img[a0 + c], img[a1 + c], img[a2 + c], img[a3 + c],
+                                        img[a4 + c])
+                                tmp[o0 + c], tmp[o1 + c], tmp[o2 + c] = b[0], b[1], b[2]
+                                tmp[o3 + c], tmp[o4 + c] = b[3], b[4]
+                        else:
+                            for c in range(SC):
+                                b = _a(img[a0 + c], img[a1 + c], img[a2 + c], img[a3 + c])
+                                tmp[o0 + c], tmp[o1 + c], tmp[o2 + c] = b[0], b[1], b[2]
+                                tmp[o3 + c], tmp[o4 + c] = b[3], b[4]
+                    for k in range(5):   # along the rows: V[k, l] = (tmp B^T)[k, l]
+                        a0 = _u(k) * lsc
+                        a1, a2, a3, a4 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC, a0 + _u(4) * SC
+                        o0 = _u((k * 5 * T + tile) * K + r * S * C)
+                        o1, o2 = o0 + point, o0 + _u(2) * point
+                        o3, o4 = o0 + _u(3) * point, o0 + _u(4) * point
+                        if L == 5:
+                            for c in range(SC):
+                                b = _bt(tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
+                                        tmp[a4 + c])
+                                vf[o0 + c], vf[o1 + c], vf[o2 + c] = b[0], b[1], b[2]
+                                vf[o3 + c], vf[o4 + c] = b[3], b[4]
+                        else:
+                            for c in range(SC):
+                                b = _a(tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c])
+                                vf[o0 + c], vf[o1 + c], vf[o2 + c] = b[0], b[1], b[2]
+                                vf[o3 + c], vf[o4 + c] = b[3], b[4]
+
+
+@numba.njit(cache=True, nogil=True)
+def _transform_out(M, n0, S, off, TH, TW, out, img, tmp, t0, t1):
+    """The inverse transform: for images t0 <= t < t1 of the chunk, tile (p, q) and phase
+    ph = r*S + s, Y = AT m AT^T with m[k, l] = M[k*5 + l, (t*TH + p)*TW + q, ph*C + c], written
+    to out[n0 + t, c, S*(4p + i) + r + off, S*(4q + j) + s + off] where that lies inside out.
+    img ((4*S*TH) * (4*S*TW) * C numbers) and tmp (4*5*S*C) are scratch: each image is built
+    channels-last, whole tiles, then its part inside out is moved to NCHW. As in _transform_in,
+    each loop covers the S phases s of one row phase r."""
+    N, C, H, W = out.shape
+    T, K = M.shape[1], M.shape[2]
+    Wb = 4 * S * TW
+    mf = M.reshape(M.size)
+    of = out.reshape(out.size)
+    uC, SC = _u(C), _u(S * C)
+    point = _u(T * K)
+    for t in range(t0, t1):
+        for p in range(TH):
+            for q in range(TW):
+                tile = (t * TH + p) * TW + q
+                for r in range(S):
+                    for l in range(5):   # down the columns: tmp[i, l] = (AT m)[i, l]
+                        a0 = _u((l * T + tile) * K + r * S * C)
+                        a1, a2 = a0 + _u(5) * point, a0 + _u(10) * point
+                        a3, a4 = a0 + _u(15) * point, a0 + _u(20) * point
+                        o0 = _u(l) * SC
+                        o1, o2, o3 = o0 + _u(5) * SC, o0 + _u(10) * SC, o0 + _u(15) * SC
+                        for c in range(SC):
+                            y = _at(mf[a0 + c], mf[a1 + c], mf[a2 + c], mf[a3 + c], mf[a4 + c])
+                            tmp[o0 + c], tmp[o1 + c], tmp[o2 + c], tmp[o3 + c] = y
+                    for i in range(4):   # along the rows, into img[S*(4p + i) + r, S*4q + ...]
+                        a0 = _u(i * 5) * SC
+                        a1, a2, a3, a4 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC, a0 + _u(4) * SC
+                        o0 = _u(((S * (4 * p + i) + r) * Wb + S * 4 * q) * C)
+                        o1, o2, o3 = o0 + SC, o0 + _u(2) * SC, o0 + _u(3) * SC
+                        for c in range(SC):
+                            y = _at(tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
+                                    tmp[a4 + c])
+                            img[o0 + c], img[o1 + c], img[o2 + c], img[o3 + c] = y
+        for c in range(C):   # the image's part inside out, to NCHW
+            for h in range(H):
+                row = _u(((h - off) * Wb - off) * C + c)
+                d0 = _u((((n0 + t) * C + c) * H + h) * W)
+                for w in range(_u(W)):
+                    of[d0 + w] = img[row + w * uC]
+
+
+@numba.njit(cache=True, nogil=True)
+def _points_to_taps(M, M2, gw, t0, t1):
+    """gw[o, c, 2*alpha + r, 2*beta + s] = (G^T m G)[alpha, beta] with m[k, l] =
+    M[k*5 + l, o, (r*2 + s)*C + c] + M2[k*5 + l, o, (r*2 + s)*C + c] (the two threads' sums;
+    M2 is M's first point alone, shape (1, 1, 1), when there is one), for t0 <= o < t1."""
+    C = gw.shape[1]
+    two = M2.shape[1] > 1
+    m = np.empty(25)
+    rows = np.empty((2, 5))
+    for o in range(t0, t1):
+        for r in range(2):
+            for s in range(2):
+                for c in range(C):
+                    j = (r * 2 + s) * C + c
+                    for xi in range(25):
+                        m[xi] = M[xi, o, j] + M2[xi, o, j] if two else M[xi, o, j]
+                    for l in range(5):   # G^T m, column l
+                        g = _gt(m[l], m[5 + l], m[10 + l], m[15 + l], m[20 + l])
+                        rows[0, l] = g[0]
+                        rows[1, l] = g[1]
+                    for alpha in range(2):
+                        g = _gt(rows[alpha, 0], rows[alpha, 1], rows[alpha, 2], rows[alpha, 3],
+                                rows[alpha, 4])
+                        gw[o, c, 2 * alpha + r, s] = g[0]
+                        gw[o, c, 2 * alpha + r, 2 + s] = g[1]
+
+
+def _tiles(size):
+    """Tiles of 4 covering an output phase of ``size`` rows."""
+    return -(-size // 4)
+
+
+def _images_per_chunk(n, tiles_per_image, width, itemsize):
+    """Images per chunk: V (25, tiles, width) within CHUNK_BYTES, but at least MIN_TILES tiles."""
+    per_image = 25 * tiles_per_image * width * itemsize
+    most = max(CHUNK_BYTES // per_image, -(-MIN_TILES // tiles_per_image), 1)
+    most = min(n, most)
+    chunks = -(-n // most)
+    return -(-n // chunks)
+
+
+def _scratch(name, S, TH, TW, L, C, dtype):
+    """_transform_in's or _transform_out's scratch on the calling thread: the image buffer (room
+    for the zero border: S*(4*TH + 1) rows) and a half-transformed tile."""
+    return (cpu_memory.work(name + "_img", (S * (4 * TH + 1) * S * (4 * TW + 1) * C,), dtype),
+            cpu_memory.work(name + "_tmp", (5 * L * S * C,), dtype))
+
+
+# --- weights at the 25 points -------------------------------------------------------------------
+
+def _kernel_points(w, transposed):
+    """U (25, K, N) for w (O, C, 4, 4): the 2x2 kernels of the four phases at the 25 points.
+
+    conv (transposed=False):  U[xi, (r, s, c), o]  from w[o, c, 2*alpha + r, 2*beta + s];
+    transposed:               U[xi, o, (r, s, c)]  from w[o, c, 2*(1 - alpha) + r, 2*(1 - beta) + s].
+    """
+    O, C = w.shape[:2]
+    w6 = w.reshape(O, C, 2, 2, 2, 2)   # (o, c, alpha, r, beta, s)
+    if transposed:
+        taps = w6[:, :, ::-1, :, ::-1, :].transpose(2, 4, 0, 3, 5, 1)   # (alpha, beta, o, r, s, c)
+        shape = (25, O, 4 * C)
+    else:
+        taps = w6.transpose(2, 4, 3, 5, 1, 0)                           # (alpha, beta, r, s, c, o)
+        shape = (25, 4 * C, O)
+    taps4 = cpu_memory.work("wino_taps", (4, 4 * C * O), w.dtype)
+    np.copyto(taps4.reshape(taps.shape), taps)
+    U = cpu_memory.empty(shape, w.dtype)
+    # a thin product (inner size 4) that only writes memory: worth both cores even when small
+    with blas_on_calling_threads() as parts:
+        run_tasks(_columns, taps4.shape[1], U.size, _GG[w.dtype.char], taps4, U.reshape(25, -1),
+                  max_parts=parts)
+    return U
+
+
+def _columns(a, b, out, t0, t1):
+    np.matmul(a, b[:, t0:t1], out=out[:, t0:t1])
+
+
+# --- one thread's images ------------------------------------------------------------------------
+
+def _correlate_images(src, U, geo, out, t0, t1):
+    """out for images t0 <= n < t1: transform, 25 products, inverse transform, chunk by chunk.
+    geo = (S_in, off_in, S_out, off_out, TH, TW)."""
+    S_in, off_in, S_out, off_out, TH, TW = geo
+    K, Nc = U.shape[1], U.shape[2]
+    T = TH * TW
+    dt = src.dtype
+    nb = _images_per_chunk(t1 - t0, T, K, src.itemsize)
+    scratch_in = _scratch("wino_in", S_in, TH, TW, 5, src.shape[1], dt)
+    scratch_out = _scratch("wino_out", S_out, TH, TW, 4, out.shape[1], dt)
+    for n0 in range(t0, t1, nb):
+        m = min(nb, t1 - n0)
+        V = cpu_memory.work("wino_V", (25, m * T, K), dt)
+        M = cpu_memory.work("wino_M", (25, m * T, Nc), dt)
+        _transform_in(src, n0, S_in, off_in, 5, TH, TW, V, *scratch_in, 0, m)
+        np.matmul(V, U, out=M)
+        _transform_out(M, n0, S_out, off_out, TH, TW, out, *scratch_out, 0, m)
+
+
+def _weight_grad_images(x, gy, TH, TW, t0, t1):
+    """This thread's M (25, O, 4C) = sum over its images' tiles of Vgy[xi]^T @ Vx[xi]."""
+    C, O = x.shape[1], gy.shape[1]
+    T = TH * TW
+    dt = x.dtype
+    nb = _images_per_chunk(t1 - t0, T, 4 * C + O, x.itemsize)
+    scratch_x = _scratch("wino_in", 2, TH, TW, 5, C, dt)
+    scratch_gy = _scratch("wino_gy", 1, TH, TW, 4, O, dt)
+    total = cpu_memory.empty((25, O, 4 * C), dt)
+    for n0 in range(t0, t1, nb):
+        m = min(nb, t1 - n0)
+        Vx = cpu_memory.work("wino_V", (25, m * T, 4 * C), dt)
+        Vg = cpu_memory.work("wino_Vgy", (25, m * T, O), dt)
+        _transform_in(x, n0, 2, -1, 5, TH, TW, Vx, *scratch_x, 0, m)
+        _transform_in(gy, n0, 1, 0, 4, TH, TW, Vg, *scratch_gy, 0, m)
+        # np.matmul cannot accumulate into its output: chunks after the first are added
+        dst = total if n0 == t0 else cpu_memory.work("wino_gw_part", (25, O, 4 * C), dt)
+        np.matmul(Vg.transpose(0, 2, 1), Vx, out=dst)
+        if n0 != t0:
+            total += dst
+    return total
+
+
+# --- the three products -------------------------------------------------------------------------
+
+def conv2d(x, w):
+    """y (N, O, H/2, W/2) = conv2d(x (N, C, H, W), w (O, C, 4, 4), stride 2, padding 1)."""
+    N, C, H, W = x.shape
+    O = w.shape[0]
+    Ho, Wo = H // 2, W // 2
+    y = cpu_memory.empty((N, O, Ho, Wo), x.dtype)
+    if N == 0:
+        return y
+    U = _kernel_points(w, transposed=False)
+    TH, TW = _tiles(Ho), _tiles(Wo)
+    with blas_on_calling_threads() as parts:
+        run_tasks(_correlate_images, N, N * TH * TW * 25 * 4 * C, x, U, (2, -1, 1, 0, TH, TW),
+                  y, max_parts=parts)
+    return y
+
+
+def conv2d_grad_input(gy, w):
+    """gx (N, C, 2*Ho, 2*Wo): the adjoint of :func:`conv2d` applied to gy (N, O, Ho, Wo)."""
+    N, O, Ho, Wo = gy.shape
+    C = w.shape[1]
+    gx = cpu_memory.empty((N, C, 2 * Ho, 2 * Wo), gy.dtype)
+    if N == 0:
+        return gx
+    U = _kernel_points(w, transposed=True)
+    # output phase v covers rows 2v + r - 1 for v in [0, Ho], so Ho + 1 rows of tiles
+    TH, TW = _tiles(Ho + 1), _tiles(Wo + 1)
+    with blas_on_calling_threads() as parts:
+        run_tasks(_correlate_images, N, N * TH * TW * 25 * O, gy, U, (1, -1, 2, -1, TH, TW),
+                  gx, max_parts=parts)
+    return gx
+
+
+def conv2d_grad_weight(x, gy):
+    """gw (O, C, 4, 4) of :func:`conv2d` for x (N, C, H, W) and gy (N, O, H/2, W/2)."""
+    N, C, H, W = x.shape
+    O, Ho, Wo = gy.shape[1:]
+    gw = cpu_memory.empty((O, C, 4, 4), x.dtype)
+    if N == 0:
+        gw[...] = 0
+        return gw
+    TH, TW = _tiles(Ho), _tiles(Wo)
+    with blas_on_calling_threads() as parts:
+        sums = run_tasks(_weight_grad_images, N, N * TH * TW * 25 * (4 * C + O), x, gy, TH, TW,
+                         max_parts=parts)
+    for part in sums[2:]:   # (one part per core: more than two only on larger machines)
+        sums[0] += part
+    second = sums[1] if len(sums) > 1 else sums[0][:1, :1, :1]
+    run_tasks(_points_to_taps, O, sums[0].size, sums[0], second, gw)
+    return gw

@@ -1,0 +1,131 @@
+"""Winograd F(4x4, 2x2) for the DCGAN's stride-2 4x4 convolutions (minigan.kernels.cpu_winograd).
+
+The transforms' written-out formulas against the matrices, the matrices' defining identity, and
+the three products against the loop references of test_kernels_cpu (float64 to rounding, float32
+to float32 accuracy), through the public kernels that route to them, also chunked and split over
+threads; the geometry outside F(4x4, 2x2)'s reach keeps im2col.
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import minigan.kernels as K
+from minigan.kernels import cpu_winograd as wg
+from test_kernels_cpu import ref_conv2d, ref_conv2d_grad_input, ref_conv2d_grad_weight
+
+S2P1 = ((2, 2), (1, 1))
+
+
+def test_written_out_transforms_are_the_matrices():
+    rng = np.random.default_rng(0)
+    d, e, m, g = (rng.standard_normal(n) for n in (5, 4, 5, 2))
+    np.testing.assert_allclose(wg._bt(*d), wg.BT @ d, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(wg._a(*e), wg.AT.T @ e, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(wg._at(*m), wg.AT @ m, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(wg._g(*g), wg.G @ g, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(wg._gt(*m), wg.G.T @ m, rtol=1e-14, atol=1e-14)
+
+
+def test_matrices_compute_four_outputs_of_a_two_tap_correlation():
+    """AT [(G g) * (BT d)] = (sum_a g[a] d[i + a])_i, and its adjoint in g is the weight gradient
+    G^T [(A gy) * (BT d)]."""
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        d, g, gy = rng.standard_normal(5), rng.standard_normal(2), rng.standard_normal(4)
+        direct = np.array([g[0] * d[i] + g[1] * d[i + 1] for i in range(4)])
+        np.testing.assert_allclose(wg.AT @ ((wg.G @ g) * (wg.BT @ d)), direct, atol=1e-13)
+        grad_g = np.array([sum(gy[i] * d[i + a] for i in range(4)) for a in range(2)])
+        np.testing.assert_allclose(wg.G.T @ ((wg.AT.T @ gy) * (wg.BT @ d)), grad_g, atol=1e-13)
+
+
+def _arrays(rng, N, C, O, H, W, dtype):
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((O, C, 4, 4)).astype(dtype)
+    g = rng.standard_normal((N, O, H // 2, W // 2)).astype(dtype)
+    return x, w, g
+
+
+def _check(x, w, g, tol):
+    H, W = x.shape[2:]
+    assert wg.applies((H, W), w.shape, *S2P1)
+    np.testing.assert_allclose(K.conv2d(x, w, *S2P1), ref_conv2d(x, w, *S2P1), **tol)
+    np.testing.assert_allclose(K.conv2d_grad_input(g, w, (H, W), *S2P1),
+                               ref_conv2d_grad_input(g, w, (H, W), *S2P1), **tol)
+    np.testing.assert_allclose(K.conv2d_grad_weight(x, g, (4, 4), *S2P1),
+                               ref_conv2d_grad_weight(x, g, (4, 4), *S2P1), **tol)
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 24, 14, 14),   # the DCGAN's 14 -> 7 (2x2 tiles)
+                                   (2, 16, 16, 8, 8),     # 4 -> exactly one tile
+                                   (2, 20, 17, 6, 10),    # rectangular, partial tiles
+                                   (1, 16, 16, 2, 2)])    # a 1x1 output
+def test_float64_matches_the_loop_references(shape):
+    rng = np.random.default_rng(2)
+    _check(*_arrays(rng, *shape, np.float64), dict(rtol=1e-11, atol=1e-11))
+
+
+def test_float32_is_as_accurate_as_float32_im2col():
+    """Against the float64 reference, scaled to the sums' size: Winograd's float32 error is
+    ~2e-6 of the output's scale."""
+    rng = np.random.default_rng(3)
+    x, w, g = _arrays(rng, 4, 64, 32, 14, 14, np.float32)
+    scale = np.sqrt(64 * 16)
+    tol = dict(rtol=1e-4, atol=2e-5 * scale)
+    _check(x, w, g, tol)
+
+
+def test_chunks_and_threads_give_the_same_result(monkeypatch):
+    """One image per chunk (partial weight-gradient sums added) and three threads change nothing."""
+    rng = np.random.default_rng(4)
+    x, w, g = _arrays(rng, 5, 16, 18, 10, 10, np.float64)
+    whole = (K.conv2d(x, w, *S2P1), K.conv2d_grad_input(g, w, (10, 10), *S2P1),
+             K.conv2d_grad_weight(x, g, (4, 4), *S2P1))
+    from minigan.kernels import cpu_gemm, cpu_threads
+    monkeypatch.setattr(wg, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(wg, "MIN_TILES", 1)
+    monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_threads, "num_threads", lambda: 3)
+    monkeypatch.setattr(cpu_gemm, "MIN_SPLIT_MACS", 0)
+    parts = (K.conv2d(x, w, *S2P1), K.conv2d_grad_input(g, w, (10, 10), *S2P1),
+             K.conv2d_grad_weight(x, g, (4, 4), *S2P1))
+    for a, b in zip(whole, parts):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(N=st.integers(1, 3), C=st.integers(16, 24), O=st.integers(16, 24),
+       H=st.integers(1, 9).map(lambda h: 2 * h), W=st.integers(1, 9).map(lambda v: 2 * v),
+       seed=st.integers(0, 2**16))
+def test_random_shapes_match_the_loop_references(N, C, O, H, W, seed):
+    rng = np.random.default_rng(seed)
+    _check(*_arrays(rng, N, C, O, H, W, np.float64), dict(rtol=1e-10, atol=1e-10))
+
+
+def test_empty_batch():
+    x, w = np.zeros((0, 16, 14, 14)), np.ones((16, 16, 4, 4))
+    assert K.conv2d(x, w, *S2P1).shape == (0, 16, 7, 7)
+    assert K.conv2d_grad_input(np.zeros((0, 16, 7, 7)), w, (14, 14), *S2P1).shape == x.shape
+    np.testing.assert_array_equal(K.conv2d_grad_weight(x, np.zeros((0, 16, 7, 7)), (4, 4), *S2P1),
+                                  np.zeros((16, 16, 4, 4)))
+
+
+@pytest.mark.parametrize("hw, w_shape, stride, padding", [
+    ((14, 14), (16, 8, 4, 4), (2, 2), (1, 1)),    # too few channels: im2col's one product wins
+    ((28, 28), (64, 1, 4, 4), (2, 2), (1, 1)),    # the DCGAN's 1-channel first layer
+    ((15, 14), (16, 16, 4, 4), (2, 2), (1, 1)),   # odd input
+    ((14, 14), (16, 16, 3, 3), (2, 2), (1, 1)),   # another kernel
+    ((14, 14), (16, 16, 4, 4), (1, 1), (1, 1)),   # another stride
+    ((14, 14), (16, 16, 4, 4), (2, 2), (0, 0))])  # another padding
+def test_other_geometries_keep_im2col(hw, w_shape, stride, padding):
+    assert not wg.applies(hw, w_shape, stride, padding)
+
+
+def test_transposed_convolution_with_output_padding_keeps_im2col():
+    """ConvTranspose2d asking for an odd output (output_padding=1) is not F(4x4, 2x2)'s shape:
+    the gradient-in-x kernel must take im2col there and still be right."""
+    rng = np.random.default_rng(5)
+    g = rng.standard_normal((2, 16, 7, 7))
+    w = rng.standard_normal((16, 16, 4, 4))
+    np.testing.assert_allclose(K.conv2d_grad_input(g, w, (15, 15), *S2P1),
+                               ref_conv2d_grad_input(g, w, (15, 15), *S2P1), atol=1e-11)
