@@ -186,7 +186,12 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="per-op and cProfile breakdown at the first batch size")
+    parser.add_argument("--winograd", action="store_true",
+                    help="use cpu_winograd for the stride-2 4x4 convolutions (off by default)")
     args = parser.parse_args(argv)
+    if args.winograd:
+        from minigan.kernels import cpu_winograd
+        cpu_winograd.ENABLED = True
 
     if args.device == "cuda" and not backend.cupy_available():
         sys.exit("--device cuda needs CuPy and a CUDA GPU; none was found (pip install "

@@ -339,7 +339,12 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--trace", default=None, help="write a Chrome trace of the timed iterations")
     ap.add_argument("--no-ceiling", action="store_true", help="skip timing the product shapes")
+    ap.add_argument("--winograd", action="store_true",
+                    help="use cpu_winograd for the stride-2 4x4 convolutions (off by default)")
     args = ap.parse_args(argv)
+    if args.winograd:
+        from minigan.kernels import cpu_winograd
+        cpu_winograd.ENABLED = True
     info = print_blas_info()
     load = os.getloadavg()
     print("load average (1, 5, 15 min): %.1f %.1f %.1f" % load)

@@ -83,7 +83,7 @@ def test_timeline_splits_every_dcgan_layer_by_pass_thread_and_phase(tmp_path):
     # must add up to 2 images x 49 pixels x 1024 taps x 128 channels each time
     d2 = ops["D2 fwd"]
     assert d2["calls"] == 3
-    macs = sum(m * k * n * count for m, k, n, _, count in d2["products"])
+    macs = sum(m * k * n * stack * count for m, k, n, _, stack, count in d2["products"])
     assert macs == 2 * 3 * 2 * 49 * 1024 * 128   # iterations x calls x the product
     assert d2["phases_cpu_ms"]["t0:gemm"] > 0 and d2["phases_cpu_ms"]["t0:gather"] > 0
     assert d2["ceiling_alone_gflops"] > 0 and d2["ceiling_pair_gflops"] > 0

@@ -17,6 +17,16 @@ from test_kernels_cpu import ref_conv2d, ref_conv2d_grad_input, ref_conv2d_grad_
 S2P1 = ((2, 2), (1, 1))
 
 
+@pytest.fixture(autouse=True)
+def winograd_on(monkeypatch):
+    monkeypatch.setattr(wg, "ENABLED", True)
+
+
+def test_off_by_default_keeps_im2col(monkeypatch):
+    monkeypatch.undo()
+    assert not wg.ENABLED and not wg.applies((14, 14), (128, 64, 4, 4), *S2P1)
+
+
 def test_written_out_transforms_are_the_matrices():
     rng = np.random.default_rng(0)
     d, e, m, g = (rng.standard_normal(n) for n in (5, 4, 5, 2))
