@@ -117,8 +117,8 @@ class Recorder:
                     # a stack of products (3-D operands) is recorded as one shape and a count
                     (m, k), n = a.shape[-2:], b.shape[-1]
                     stack = max(a.size // (m * k), b.size // (k * n))
-                    layout = "".join("N" if v[..., 0, :].flags.c_contiguous and v.strides[-1] ==
-                                     v.itemsize else "T" for v in (a, b))
+                    layout = "".join("N" if v.strides[-1] == v.itemsize else "T"
+                                     for v in (a, b))
                     rec._add("gemm", t0, time.perf_counter(), time.thread_time() - c0,
                              2 * m * k * n * stack, (m, k, n, layout, stack))
         self._swap(module, "np", TimedNumpy())

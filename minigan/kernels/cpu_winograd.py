@@ -38,7 +38,7 @@ import numba
 import numpy as np
 
 from . import cpu_memory
-from .cpu_gemm import blas_on_calling_threads
+from .cpu_gemm import blas_on_calling_threads, matmul
 from .cpu_threads import run_tasks
 
 # F(4, 2) at the points 0, 1, -1, 2, infinity: y (4) = AT @ ((G @ g (2)) * (BT @ d (5))).
@@ -60,10 +60,11 @@ BT = np.array([[2, -1, -2, 1, 0],
 # (G kron G)[k*5 + l, alpha*2 + beta] = G[k, alpha] G[l, beta]: a 2x2 kernel -> its 25 points
 _GG = {np.dtype(t).char: np.kron(G, G).astype(t) for t in (np.float32, np.float64)}
 
-# Off by default: every call's result matches im2col to float32 rounding (~2e-6 of the output's
-# scale, tests/test_winograd.py), yet with it on, the 2-rank DCGAN step of
-# tests/distributed/test_dist_threads.py ends 6.6e-5 away from the one-process step (1.3e-8 with
-# im2col), an amplification not yet explained. Set True to use it (benchmarks/RESULTS.md, issue 16).
+# Off by default: its float32 results differ from the direct sum by ~8x im2col's rounding (~1e-6
+# of the output's scale: the 25 points carry larger values that the inverse transform cancels),
+# and a DCGAN's ReLUs turn such differences into different steps: the 2-rank step test of
+# tests/distributed ends 6.6e-5 from the one-process step with it, 1.3e-8 without. A speed for
+# accuracy trade the user chooses (benchmarks/RESULTS.md, issue 16).
 ENABLED = False
 
 # Layers with fewer channels on either side stay on im2col: the 25 products are then too thin
@@ -126,6 +127,13 @@ def _gt(m0, m1, m2, m3, m4):
     return 0.5 * (m0 - m1) + (m3 - m2) / 6, (m2 - 3 * m1) / 6 + m3 / 3 + m4
 
 
+@numba.njit(cache=True, inline="always")
+def _points(L, x0, x1, x2, x3, x4):
+    """An input tile's L values -> its 5 points: BT for the data (L = 5), AT.T for gy (L = 4,
+    x4 unused)."""
+    return _bt(x0, x1, x2, x3, x4) if L == 5 else _a(x0, x1, x2, x3)
+
+
 # --- numba kernels ------------------------------------------------------------------------------
 # Each does tasks t0 <= t < t1 (run by cpu_threads.run_tasks, nogil) and keeps channels innermost,
 # so that every arithmetic loop runs over C contiguous numbers; images are moved channels-last
@@ -170,37 +178,28 @@ def _transform_in(src, n0, S, off, L, TH, TW, V, img, tmp, t0, t1):
                     z = _u(((S * 4 * p + r) * Wb + S * 4 * q) * C)   # z[0, 0], phase s = 0
                     for v in range(L):   # down the columns: tmp[k, v] = (B z)[k, v]
                         a0 = z + _u(v) * SC
-                        a1, a2, a3, a4 = a0 + du, a0 + _u(2) * du, a0 + _u(3) * du, a0 + _u(4) * du
+                        # (for L = 4 the fifth read repeats the fourth and goes unused)
+                        a1, a2, a3 = a0 + du, a0 + _u(2) * du, a0 + _u(3) * du
+                        a4 = a0 + _u(L - 1) * du
                         o0 = _u(v) * SC
                         o1, o2, o3, o4 = o0 + lsc, o0 + _u(2) * lsc, o0 + _u(3) * lsc, o0 + _u(4) * lsc
-                        if L == 5:
-                            for c in range(SC):
-                                b = _bt(img[a0 + c], img[a1 + c], img[a2 + c], img[a3 + c],
+                        for c in range(SC):
+                            b = _points(L, img[a0 + c], img[a1 + c], img[a2 + c], img[a3 + c],
                                         img[a4 + c])
-                                tmp[o0 + c], tmp[o1 + c], tmp[o2 + c] = b[0], b[1], b[2]
-                                tmp[o3 + c], tmp[o4 + c] = b[3], b[4]
-                        else:
-                            for c in range(SC):
-                                b = _a(img[a0 + c], img[a1 + c], img[a2 + c], img[a3 + c])
-                                tmp[o0 + c], tmp[o1 + c], tmp[o2 + c] = b[0], b[1], b[2]
-                                tmp[o3 + c], tmp[o4 + c] = b[3], b[4]
+                            tmp[o0 + c], tmp[o1 + c], tmp[o2 + c] = b[0], b[1], b[2]
+                            tmp[o3 + c], tmp[o4 + c] = b[3], b[4]
                     for k in range(5):   # along the rows: V[k, l] = (tmp B^T)[k, l]
                         a0 = _u(k) * lsc
-                        a1, a2, a3, a4 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC, a0 + _u(4) * SC
+                        a1, a2, a3 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC
+                        a4 = a0 + _u(L - 1) * SC
                         o0 = _u((k * 5 * T + tile) * K + r * S * C)
                         o1, o2 = o0 + point, o0 + _u(2) * point
                         o3, o4 = o0 + _u(3) * point, o0 + _u(4) * point
-                        if L == 5:
-                            for c in range(SC):
-                                b = _bt(tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
+                        for c in range(SC):
+                            b = _points(L, tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
                                         tmp[a4 + c])
-                                vf[o0 + c], vf[o1 + c], vf[o2 + c] = b[0], b[1], b[2]
-                                vf[o3 + c], vf[o4 + c] = b[3], b[4]
-                        else:
-                            for c in range(SC):
-                                b = _a(tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c])
-                                vf[o0 + c], vf[o1 + c], vf[o2 + c] = b[0], b[1], b[2]
-                                vf[o3 + c], vf[o4 + c] = b[3], b[4]
+                            vf[o0 + c], vf[o1 + c], vf[o2 + c] = b[0], b[1], b[2]
+                            vf[o3 + c], vf[o4 + c] = b[3], b[4]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -317,14 +316,8 @@ def _kernel_points(w, transposed):
     np.copyto(taps4.reshape(taps.shape), taps)
     U = cpu_memory.empty(shape, w.dtype)
     # a thin product (inner size 4) that only writes memory: worth both cores even when small
-    with blas_on_calling_threads() as parts:
-        run_tasks(_columns, taps4.shape[1], U.size, _GG[w.dtype.char], taps4, U.reshape(25, -1),
-                  max_parts=parts)
+    matmul(_GG[w.dtype.char], taps4, U.reshape(25, -1), min_split_macs=0)
     return U
-
-
-def _columns(a, b, out, t0, t1):
-    np.matmul(a, b[:, t0:t1], out=out[:, t0:t1])
 
 
 # --- one thread's images ------------------------------------------------------------------------
