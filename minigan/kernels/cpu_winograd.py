@@ -138,8 +138,13 @@ def _points(L, x0, x1, x2, x3, x4):
 # Each does tasks t0 <= t < t1 (run by cpu_threads.run_tasks, nogil) and keeps channels innermost,
 # so that every arithmetic loop runs over C contiguous numbers; images are moved channels-last
 # into a zero-bordered buffer first, so that tiles need no bounds checks. Flat arrays and
-# unsigned indices (_u) as in cpu_conv: they let LLVM vectorise those loops.
+# unsigned indices (_u) as in cpu_conv: they let LLVM vectorise those loops. Each loop writes
+# one output stream (the transform is recomputed per stream and the unused terms fall away):
+# with five streams LLVM's run-time overlap checks exceed its limit and the loop stays scalar
+# (the input transform took 17 us an image of 64 channels like that, 11 like this).
 _u = numba.uintp
+_FIVE = (0, 1, 2, 3, 4)
+_FOUR = (0, 1, 2, 3)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -182,24 +187,23 @@ def _transform_in(src, n0, S, off, L, TH, TW, V, img, tmp, t0, t1):
                         a1, a2, a3 = a0 + du, a0 + _u(2) * du, a0 + _u(3) * du
                         a4 = a0 + _u(L - 1) * du
                         o0 = _u(v) * SC
-                        o1, o2, o3, o4 = o0 + lsc, o0 + _u(2) * lsc, o0 + _u(3) * lsc, o0 + _u(4) * lsc
-                        for c in range(SC):
-                            b = _points(L, img[a0 + c], img[a1 + c], img[a2 + c], img[a3 + c],
-                                        img[a4 + c])
-                            tmp[o0 + c], tmp[o1 + c], tmp[o2 + c] = b[0], b[1], b[2]
-                            tmp[o3 + c], tmp[o4 + c] = b[3], b[4]
+                        for k in numba.literal_unroll(_FIVE):   # one store stream a loop
+                            o = o0 + _u(k) * lsc
+                            for c in range(SC):
+                                b = _points(L, img[a0 + c], img[a1 + c], img[a2 + c], img[a3 + c],
+                                            img[a4 + c])
+                                tmp[o + c] = b[k]
                     for k in range(5):   # along the rows: V[k, l] = (tmp B^T)[k, l]
                         a0 = _u(k) * lsc
                         a1, a2, a3 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC
                         a4 = a0 + _u(L - 1) * SC
                         o0 = _u((k * 5 * T + tile) * K + r * S * C)
-                        o1, o2 = o0 + point, o0 + _u(2) * point
-                        o3, o4 = o0 + _u(3) * point, o0 + _u(4) * point
-                        for c in range(SC):
-                            b = _points(L, tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
-                                        tmp[a4 + c])
-                            vf[o0 + c], vf[o1 + c], vf[o2 + c] = b[0], b[1], b[2]
-                            vf[o3 + c], vf[o4 + c] = b[3], b[4]
+                        for l in numba.literal_unroll(_FIVE):
+                            o = o0 + _u(l) * point
+                            for c in range(SC):
+                                b = _points(L, tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
+                                            tmp[a4 + c])
+                                vf[o + c] = b[l]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -226,20 +230,22 @@ def _transform_out(M, n0, S, off, TH, TW, out, img, tmp, t0, t1):
                         a0 = _u((l * T + tile) * K + r * S * C)
                         a1, a2 = a0 + _u(5) * point, a0 + _u(10) * point
                         a3, a4 = a0 + _u(15) * point, a0 + _u(20) * point
-                        o0 = _u(l) * SC
-                        o1, o2, o3 = o0 + _u(5) * SC, o0 + _u(10) * SC, o0 + _u(15) * SC
-                        for c in range(SC):
-                            y = _at(mf[a0 + c], mf[a1 + c], mf[a2 + c], mf[a3 + c], mf[a4 + c])
-                            tmp[o0 + c], tmp[o1 + c], tmp[o2 + c], tmp[o3 + c] = y
+                        for i in numba.literal_unroll(_FOUR):
+                            o = _u(i * 5 + l) * SC
+                            for c in range(SC):
+                                y = _at(mf[a0 + c], mf[a1 + c], mf[a2 + c], mf[a3 + c],
+                                        mf[a4 + c])
+                                tmp[o + c] = y[i]
                     for i in range(4):   # along the rows, into img[S*(4p + i) + r, S*4q + ...]
                         a0 = _u(i * 5) * SC
                         a1, a2, a3, a4 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC, a0 + _u(4) * SC
                         o0 = _u(((S * (4 * p + i) + r) * Wb + S * 4 * q) * C)
-                        o1, o2, o3 = o0 + SC, o0 + _u(2) * SC, o0 + _u(3) * SC
-                        for c in range(SC):
-                            y = _at(tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
-                                    tmp[a4 + c])
-                            img[o0 + c], img[o1 + c], img[o2 + c], img[o3 + c] = y
+                        for j in numba.literal_unroll(_FOUR):
+                            o = o0 + _u(j) * SC
+                            for c in range(SC):
+                                y = _at(tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
+                                        tmp[a4 + c])
+                                img[o + c] = y[j]
         for c in range(C):   # the image's part inside out, to NCHW
             for h in range(H):
                 row = _u(((h - off) * Wb - off) * C + c)
