@@ -127,10 +127,8 @@ def _cols(a, b, out, t0, t1):
     np.matmul(a, b[:, t0:t1], out=out[:, t0:t1])
 
 
-def matmul(a, b, out, min_split_macs=None):
-    """out (m, n) = a (m, k) @ b (k, n), one slab of the result per core; returns out.
-    min_split_macs: below it one thread does it all (default MIN_SPLIT_MACS; 0 for a thin
-    product that mostly writes memory)."""
+def matmul(a, b, out):
+    """out (m, n) = a (m, k) @ b (k, n), one slab of the result per core; returns out."""
     m, k = a.shape
     n = b.shape[1]
     if k == 1:
@@ -138,8 +136,7 @@ def matmul(a, b, out, min_split_macs=None):
         # 0.43-0.60 ms on (64, 1) @ (1, 6272) here, a broadcast multiply 0.03
         return np.multiply(a, b, out=out)
     with blas_on_calling_threads() as parts:
-        least = MIN_SPLIT_MACS if min_split_macs is None else min_split_macs
-        if parts == 1 or m * k * n < least:
+        if parts == 1 or m * k * n < MIN_SPLIT_MACS:
             np.matmul(a, b, out=out)
         elif m >= n:
             cpu_threads.run_tasks(_rows, m, m * n * k, a, b, out, max_parts=parts)

@@ -38,7 +38,7 @@ import numba
 import numpy as np
 
 from . import cpu_memory
-from .cpu_gemm import blas_on_calling_threads, matmul
+from .cpu_gemm import blas_on_calling_threads
 from .cpu_threads import run_tasks
 
 # F(4, 2) at the points 0, 1, -1, 2, infinity: y (4) = AT @ ((G @ g (2)) * (BT @ d (5))).
@@ -255,30 +255,83 @@ def _transform_out(M, n0, S, off, TH, TW, out, img, tmp, t0, t1):
 
 
 @numba.njit(cache=True, nogil=True)
+def _kernel_points_task(w, transposed, GG, U, t0, t1):
+    """U at the 25 points of each phase's 2x2 kernel (the layouts of :func:`_kernel_points`),
+    for input channels t0 <= c < t1 of w (O, C, 4, 4) (the convolution) or output channels
+    t0 <= o < t1 (the transposed one). A phase's four taps are first gathered into one
+    contiguous run each, then each point is one loop over that run."""
+    O, C = w.shape[0], w.shape[1]
+    n = C if transposed else O          # U's last axis runs over c (transposed) or o
+    uf = U.reshape(U.size)
+    point = _u(U.shape[1] * U.shape[2])
+    taps = np.empty((4, n), w.dtype)
+    for t in range(t0, t1):
+        for r in range(2):
+            for s in range(2):
+                for ab in range(4):
+                    a, b = ab // 2, ab % 2
+                    for i in range(n):
+                        if transposed:   # t = o, i = c, the taps flipped
+                            taps[ab, i] = w[t, i, 2 * (1 - a) + r, 2 * (1 - b) + s]
+                        else:            # t = c, i = o
+                            taps[ab, i] = w[i, t, 2 * a + r, 2 * b + s]
+                ph = r * 2 + s
+                base = _u(t * 4 * C + ph * C) if transposed else _u((ph * C + t) * O)
+                for xi in range(25):
+                    g0, g1, g2, g3 = GG[xi, 0], GG[xi, 1], GG[xi, 2], GG[xi, 3]
+                    o = _u(xi) * point + base
+                    for i in range(_u(n)):
+                        uf[o + i] = (g0 * taps[0, i] + g1 * taps[1, i] + g2 * taps[2, i]
+                                     + g3 * taps[3, i])
+
+
+@numba.njit(cache=True, inline="always")
+def _both(mf, m2, two, i):
+    return mf[i] + m2[i] if two else mf[i]
+
+
+@numba.njit(cache=True, nogil=True)
 def _points_to_taps(M, M2, gw, t0, t1):
     """gw[o, c, 2*alpha + r, 2*beta + s] = (G^T m G)[alpha, beta] with m[k, l] =
     M[k*5 + l, o, (r*2 + s)*C + c] + M2[k*5 + l, o, (r*2 + s)*C + c] (the two threads' sums;
-    M2 is M's first point alone, shape (1, 1, 1), when there is one), for t0 <= o < t1."""
+    M2 is M's first point alone, shape (1, 1, 1), when there is one), for t0 <= o < t1.
+    Computed over the 4C contiguous columns of o's row of each point, one stream a loop."""
     C = gw.shape[1]
+    J = 4 * C
     two = M2.shape[1] > 1
-    m = np.empty(25)
-    rows = np.empty((2, 5))
+    mf = M.reshape(M.size)
+    m2 = M2.reshape(M2.size)
+    point = _u(M.shape[1] * J)
+    uJ = _u(J)
+    rows = np.empty(10 * J)   # (G^T m)[alpha, l, j], float64 like _gt
+    taps = np.empty(4 * J)    # (G^T m G)[alpha, beta, j]
     for o in range(t0, t1):
-        for r in range(2):
-            for s in range(2):
-                for c in range(C):
-                    j = (r * 2 + s) * C + c
-                    for xi in range(25):
-                        m[xi] = M[xi, o, j] + M2[xi, o, j] if two else M[xi, o, j]
-                    for l in range(5):   # G^T m, column l
-                        g = _gt(m[l], m[5 + l], m[10 + l], m[15 + l], m[20 + l])
-                        rows[0, l] = g[0]
-                        rows[1, l] = g[1]
-                    for alpha in range(2):
-                        g = _gt(rows[alpha, 0], rows[alpha, 1], rows[alpha, 2], rows[alpha, 3],
-                                rows[alpha, 4])
-                        gw[o, c, 2 * alpha + r, s] = g[0]
-                        gw[o, c, 2 * alpha + r, 2 + s] = g[1]
+        for l in range(5):
+            a0 = _u(o * J) + _u(l) * point
+            a1, a2 = a0 + _u(5) * point, a0 + _u(10) * point
+            a3, a4 = a0 + _u(15) * point, a0 + _u(20) * point
+            for alpha in numba.literal_unroll((0, 1)):
+                d = _u((alpha * 5 + l) * J)
+                for j in range(uJ):
+                    g = _gt(_both(mf, m2, two, a0 + j), _both(mf, m2, two, a1 + j),
+                            _both(mf, m2, two, a2 + j), _both(mf, m2, two, a3 + j),
+                            _both(mf, m2, two, a4 + j))
+                    rows[d + j] = g[alpha]
+        for alpha in range(2):
+            a0 = _u(alpha * 5 * J)
+            for beta in numba.literal_unroll((0, 1)):
+                d = _u((alpha * 2 + beta) * J)
+                for j in range(uJ):
+                    g = _gt(rows[a0 + j], rows[a0 + uJ + j], rows[a0 + _u(2) * uJ + j],
+                            rows[a0 + _u(3) * uJ + j], rows[a0 + _u(4) * uJ + j])
+                    taps[d + j] = g[beta]
+        for alpha in range(2):
+            for beta in range(2):
+                for r in range(2):
+                    for s in range(2):
+                        src = ((alpha * 2 + beta) * 4 + r * 2 + s) * C
+                        for c in range(C):
+                            gw[o, c, 2 * alpha + r, 2 * beta + s] = taps[src + c]
 
 
 def _tiles(size):
@@ -311,18 +364,9 @@ def _kernel_points(w, transposed):
     transposed:               U[xi, o, (r, s, c)]  from w[o, c, 2*(1 - alpha) + r, 2*(1 - beta) + s].
     """
     O, C = w.shape[:2]
-    w6 = w.reshape(O, C, 2, 2, 2, 2)   # (o, c, alpha, r, beta, s)
-    if transposed:
-        taps = w6[:, :, ::-1, :, ::-1, :].transpose(2, 4, 0, 3, 5, 1)   # (alpha, beta, o, r, s, c)
-        shape = (25, O, 4 * C)
-    else:
-        taps = w6.transpose(2, 4, 3, 5, 1, 0)                           # (alpha, beta, r, s, c, o)
-        shape = (25, 4 * C, O)
-    taps4 = cpu_memory.work("wino_taps", (4, 4 * C * O), w.dtype)
-    np.copyto(taps4.reshape(taps.shape), taps)
-    U = cpu_memory.empty(shape, w.dtype)
-    # a thin product (inner size 4) that only writes memory: worth both cores even when small
-    matmul(_GG[w.dtype.char], taps4, U.reshape(25, -1), min_split_macs=0)
+    U = cpu_memory.empty((25, O, 4 * C) if transposed else (25, 4 * C, O), w.dtype)
+    run_tasks(_kernel_points_task, O if transposed else C, U.size, w, transposed,
+              _GG[w.dtype.char], U)
     return U
 
 
