@@ -139,3 +139,20 @@ def test_transposed_convolution_with_output_padding_keeps_im2col():
     w = rng.standard_normal((16, 16, 4, 4))
     np.testing.assert_allclose(K.conv2d_grad_input(g, w, (15, 15), *S2P1),
                                ref_conv2d_grad_input(g, w, (15, 15), *S2P1), atol=1e-11)
+
+
+def test_kept_tiles_give_the_weight_gradient_of_transforming_x_again():
+    """conv2d(keep_patches=True) keeps x's tiles at the 25 points (3-D), and the weight gradient
+    from them equals the one that transforms x itself; tiles of another x, or for another
+    geometry, are refused by name."""
+    rng = np.random.default_rng(6)
+    x, w, g = _arrays(rng, 3, 16, 20, 10, 10, np.float64)
+    y, kept = K.conv2d(x, w, *S2P1, keep_patches=True)
+    assert kept.shape == (25, 3 * 2 * 2, 4 * 16)   # 3 images x 2x2 tiles of a 5x5 output
+    np.testing.assert_array_equal(y, K.conv2d(x, w, *S2P1))
+    np.testing.assert_allclose(K.conv2d_grad_weight(x, g, (4, 4), *S2P1, patches=kept),
+                               K.conv2d_grad_weight(x, g, (4, 4), *S2P1), rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="kept tiles .* do not belong to x"):
+        K.conv2d_grad_weight(x[:2], g[:2], (4, 4), *S2P1, patches=kept)
+    with pytest.raises(ValueError, match="are Winograd's"):
+        K.conv2d_grad_weight(x, g, (3, 3), *S2P1, patches=kept)

@@ -340,14 +340,15 @@ def _grad_weight_images(x, gy3, g, patches, t0, t1):
 def conv2d(x, w, stride, padding, keep_patches=False):
     """y (N, O, Ho, Wo) = cross-correlation of x (N, C, H, W) with w (O, C, kh, kw).
 
-    keep_patches=True returns (y, patches): the im2col matrix (N*Ho*Wo, K) the forward built,
+    keep_patches=True returns (y, patches): the im2col matrix (N*Ho*Wo, K) the forward built
+    (or, on cpu_winograd's path, x's tiles at its 25 points, 3-D),
     for :func:`conv2d_grad_weight` to use instead of gathering the same patches again (None when
     there is none to keep: a dense kernel, or more than KEEP_PATCHES_BYTES of it)."""
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     if cpu_winograd.applies((H, W), w.shape, stride, padding):
-        y = cpu_winograd.conv2d(x, w)
-        return (y, None) if keep_patches else y
+        y, kept = cpu_winograd.conv2d(x, w, KEEP_PATCHES_BYTES if keep_patches else 0)
+        return (y, kept) if keep_patches else y
     Ho, Wo = _out_size(H, kh, stride[0], padding[0]), _out_size(W, kw, stride[1], padding[1])
     K, P = C * kh * kw, Ho * Wo
     y = cpu_memory.empty((N, O, Ho, Wo), x.dtype)
@@ -399,8 +400,14 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None):
     N, C, H, W = x.shape
     _, O, Ho, Wo = gy.shape
     kh, kw = kernel_hw
-    if cpu_winograd.applies((H, W), (O, C, kh, kw), stride, padding):
-        return cpu_winograd.conv2d_grad_weight(x, gy)
+    # patches kept by Winograd's forward are its transformed tiles (3-D), im2col's are 2-D
+    if patches is not None and patches.ndim == 3 and ((kh, kw), tuple(stride), tuple(padding)) \
+            != ((4, 4), (2, 2), (1, 1)):
+        raise ValueError(f"conv2d_grad_weight: patches {patches.shape} are Winograd's, for 4x4 "
+                         f"kernels with stride 2 and padding 1, not {kernel_hw} {stride} {padding}")
+    if (patches.ndim == 3 if patches is not None
+            else cpu_winograd.applies((H, W), (O, C, kh, kw), stride, padding)):
+        return cpu_winograd.conv2d_grad_weight(x, gy, patches)
     K, P = C * kh * kw, Ho * Wo
     gw = cpu_memory.empty((O, C, kh, kw), x.dtype)
     if _is_dense(H, W, kh, kw, padding):

@@ -148,8 +148,8 @@ _FOUR = (0, 1, 2, 3)
 
 
 @numba.njit(cache=True, nogil=True)
-def _transform_in(src, n0, S, off, L, TH, TW, V, img, tmp, t0, t1):
-    """V[k*5 + l, (t*TH + p)*TW + q, ph*C + c] = (B z B^T)[k, l] for images t0 <= t < t1 of the
+def _transform_in(src, n0, S, off, L, TH, TW, V, tile0, img, tmp, t0, t1):
+    """V[k*5 + l, tile0 + (t*TH + p)*TW + q, ph*C + c] = (B z B^T)[k, l] for images t0 <= t < t1 of the
     chunk (image n0 + t of src (N, C, H, W)), tile (p, q) and phase ph = r*S + s, where z is the
     L x L tile z[u, v] = src[n0 + t, c, S*(4p + u) + r + off, S*(4q + v) + s + off] (0 outside)
     and B is BT (L = 5) or AT.T (L = 4). img and tmp are the calling thread's scratch: img holds
@@ -178,7 +178,7 @@ def _transform_in(src, n0, S, off, L, TH, TW, V, img, tmp, t0, t1):
                     img[row + c] = sf[s0 + c * P]
         for p in range(TH):
             for q in range(TW):
-                tile = (t * TH + p) * TW + q
+                tile = tile0 + (t * TH + p) * TW + q
                 for r in range(S):
                     z = _u(((S * 4 * p + r) * Wb + S * 4 * q) * C)   # z[0, 0], phase s = 0
                     for v in range(L):   # down the columns: tmp[k, v] = (B z)[k, v]
@@ -372,9 +372,10 @@ def _kernel_points(w, transposed):
 
 # --- one thread's images ------------------------------------------------------------------------
 
-def _correlate_images(src, U, geo, out, t0, t1):
+def _correlate_images(src, U, geo, out, kept, t0, t1):
     """out for images t0 <= n < t1: transform, 25 products, inverse transform, chunk by chunk.
-    geo = (S_in, off_in, S_out, off_out, TH, TW)."""
+    geo = (S_in, off_in, S_out, off_out, TH, TW); kept: None, or the (25, N*TH*TW, K) array
+    the transformed input goes to (for the weight gradient) instead of a work buffer."""
     S_in, off_in, S_out, off_out, TH, TW = geo
     K, Nc = U.shape[1], U.shape[2]
     T = TH * TW
@@ -384,15 +385,20 @@ def _correlate_images(src, U, geo, out, t0, t1):
     scratch_out = _scratch("wino_out", S_out, TH, TW, 4, out.shape[1], dt)
     for n0 in range(t0, t1, nb):
         m = min(nb, t1 - n0)
-        V = cpu_memory.work("wino_V", (25, m * T, K), dt)
         M = cpu_memory.work("wino_M", (25, m * T, Nc), dt)
-        _transform_in(src, n0, S_in, off_in, 5, TH, TW, V, *scratch_in, 0, m)
+        if kept is None:
+            V = cpu_memory.work("wino_V", (25, m * T, K), dt)
+            _transform_in(src, n0, S_in, off_in, 5, TH, TW, V, 0, *scratch_in, 0, m)
+        else:
+            _transform_in(src, n0, S_in, off_in, 5, TH, TW, kept, n0 * T, *scratch_in, 0, m)
+            V = kept[:, n0 * T:(n0 + m) * T]
         np.matmul(V, U, out=M)
         _transform_out(M, n0, S_out, off_out, TH, TW, out, *scratch_out, 0, m)
 
 
-def _weight_grad_images(x, gy, TH, TW, t0, t1):
-    """This thread's M (25, O, 4C) = sum over its images' tiles of Vgy[xi]^T @ Vx[xi]."""
+def _weight_grad_images(x, gy, TH, TW, kept, t0, t1):
+    """This thread's M (25, O, 4C) = sum over its images' tiles of Vgy[xi]^T @ Vx[xi]; Vx is
+    taken from ``kept`` (what conv2d(keep_patches=True) returned) when given."""
     C, O = x.shape[1], gy.shape[1]
     T = TH * TW
     dt = x.dtype
@@ -402,10 +408,13 @@ def _weight_grad_images(x, gy, TH, TW, t0, t1):
     total = cpu_memory.empty((25, O, 4 * C), dt)
     for n0 in range(t0, t1, nb):
         m = min(nb, t1 - n0)
-        Vx = cpu_memory.work("wino_V", (25, m * T, 4 * C), dt)
+        if kept is None:
+            Vx = cpu_memory.work("wino_V", (25, m * T, 4 * C), dt)
+            _transform_in(x, n0, 2, -1, 5, TH, TW, Vx, 0, *scratch_x, 0, m)
+        else:
+            Vx = kept[:, n0 * T:(n0 + m) * T]
         Vg = cpu_memory.work("wino_Vgy", (25, m * T, O), dt)
-        _transform_in(x, n0, 2, -1, 5, TH, TW, Vx, *scratch_x, 0, m)
-        _transform_in(gy, n0, 1, 0, 4, TH, TW, Vg, *scratch_gy, 0, m)
+        _transform_in(gy, n0, 1, 0, 4, TH, TW, Vg, 0, *scratch_gy, 0, m)
         # np.matmul cannot accumulate into its output: chunks after the first are added
         dst = total if n0 == t0 else cpu_memory.work("wino_gw_part", (25, O, 4 * C), dt)
         np.matmul(Vg.transpose(0, 2, 1), Vx, out=dst)
@@ -416,20 +425,26 @@ def _weight_grad_images(x, gy, TH, TW, t0, t1):
 
 # --- the three products -------------------------------------------------------------------------
 
-def conv2d(x, w):
-    """y (N, O, H/2, W/2) = conv2d(x (N, C, H, W), w (O, C, 4, 4), stride 2, padding 1)."""
+def conv2d(x, w, keep_bytes=0):
+    """(y, kept): y (N, O, H/2, W/2) = conv2d(x (N, C, H, W), w (O, C, 4, 4), stride 2,
+    padding 1); kept: x's tiles at the 25 points, (25, N*tiles, 4C), which
+    :func:`conv2d_grad_weight` can use instead of transforming x again, when they take at most
+    keep_bytes (else None)."""
     N, C, H, W = x.shape
     O = w.shape[0]
     Ho, Wo = H // 2, W // 2
     y = cpu_memory.empty((N, O, Ho, Wo), x.dtype)
-    if N == 0:
-        return y
-    U = _kernel_points(w, transposed=False)
     TH, TW = _tiles(Ho), _tiles(Wo)
+    shape = (25, N * TH * TW, 4 * C)
+    kept = (cpu_memory.empty(shape, x.dtype)
+            if 0 < N and 25 * N * TH * TW * 4 * C * x.itemsize <= keep_bytes else None)
+    if N == 0:
+        return y, kept
+    U = _kernel_points(w, transposed=False)
     with blas_on_calling_threads() as parts:
         run_tasks(_correlate_images, N, N * TH * TW * 25 * 4 * C, x, U, (2, -1, 1, 0, TH, TW),
-                  y, max_parts=parts)
-    return y
+                  y, kept, max_parts=parts)
+    return y, kept
 
 
 def conv2d_grad_input(gy, w):
@@ -444,22 +459,27 @@ def conv2d_grad_input(gy, w):
     TH, TW = _tiles(Ho + 1), _tiles(Wo + 1)
     with blas_on_calling_threads() as parts:
         run_tasks(_correlate_images, N, N * TH * TW * 25 * O, gy, U, (1, -1, 2, -1, TH, TW),
-                  gx, max_parts=parts)
+                  gx, None, max_parts=parts)
     return gx
 
 
-def conv2d_grad_weight(x, gy):
-    """gw (O, C, 4, 4) of :func:`conv2d` for x (N, C, H, W) and gy (N, O, H/2, W/2)."""
+def conv2d_grad_weight(x, gy, kept=None):
+    """gw (O, C, 4, 4) of :func:`conv2d` for x (N, C, H, W) and gy (N, O, H/2, W/2); kept: what
+    conv2d(x, ...) kept of x, or None to transform x here."""
     N, C, H, W = x.shape
     O, Ho, Wo = gy.shape[1:]
+    TH, TW = _tiles(Ho), _tiles(Wo)
+    if kept is not None and (kept.shape != (25, N * TH * TW, 4 * C) or kept.dtype != x.dtype):
+        raise ValueError(f"conv2d_grad_weight: kept tiles {kept.shape} {kept.dtype} do not "
+                         f"belong to x {x.shape} {x.dtype} (Winograd's need "
+                         f"{(25, N * TH * TW, 4 * C)})")
     gw = cpu_memory.empty((O, C, 4, 4), x.dtype)
     if N == 0:
         gw[...] = 0
         return gw
-    TH, TW = _tiles(Ho), _tiles(Wo)
     with blas_on_calling_threads() as parts:
         sums = run_tasks(_weight_grad_images, N, N * TH * TW * 25 * (4 * C + O), x, gy, TH, TW,
-                         max_parts=parts)
+                         kept, max_parts=parts)
     for part in sums[2:]:   # (one part per core: more than two only on larger machines)
         sums[0] += part
     second = sums[1] if len(sums) > 1 else sums[0][:1, :1, :1]
