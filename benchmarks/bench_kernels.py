@@ -293,7 +293,12 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--cold-compile", action="store_true",
                     help="also time compiling every CPU kernel from scratch, in a child process")
+    ap.add_argument("--winograd", action="store_true",
+                    help="use cpu_winograd for the stride-2 4x4 convolutions (off by default)")
     args = ap.parse_args(argv)
+    if args.winograd:
+        from minigan.kernels import cpu_winograd
+        cpu_winograd.ENABLED = True
     dtype = np.dtype(args.dtype).type
     device = args.device
     if device == "cuda" and not backend.cupy_available():
