@@ -285,22 +285,14 @@ def _kernel_points_task(w, transposed, GG, U, t0, t1):
                                      + g3 * taps[3, i])
 
 
-@numba.njit(cache=True, inline="always")
-def _both(mf, m2, two, i):
-    return mf[i] + m2[i] if two else mf[i]
-
-
 @numba.njit(cache=True, nogil=True)
-def _points_to_taps(M, M2, gw, t0, t1):
-    """gw[o, c, 2*alpha + r, 2*beta + s] = (G^T m G)[alpha, beta] with m[k, l] =
-    M[k*5 + l, o, (r*2 + s)*C + c] + M2[k*5 + l, o, (r*2 + s)*C + c] (the two threads' sums;
-    M2 is M's first point alone, shape (1, 1, 1), when there is one), for t0 <= o < t1.
-    Computed over the 4C contiguous columns of o's row of each point, one stream a loop."""
+def _points_to_taps(M, gw, t0, t1):
+    """gw[o, c, 2*alpha + r, 2*beta + s] = (G^T m G)[alpha, beta] with
+    m[k, l] = M[k*5 + l, o, (r*2 + s)*C + c], for t0 <= o < t1: over the 4C contiguous columns
+    of o's row at each point, one output stream a loop."""
     C = gw.shape[1]
     J = 4 * C
-    two = M2.shape[1] > 1
     mf = M.reshape(M.size)
-    m2 = M2.reshape(M2.size)
     point = _u(M.shape[1] * J)
     uJ = _u(J)
     rows = np.empty(10 * J)   # (G^T m)[alpha, l, j], float64 like _gt
@@ -313,9 +305,7 @@ def _points_to_taps(M, M2, gw, t0, t1):
             for alpha in numba.literal_unroll((0, 1)):
                 d = _u((alpha * 5 + l) * J)
                 for j in range(uJ):
-                    g = _gt(_both(mf, m2, two, a0 + j), _both(mf, m2, two, a1 + j),
-                            _both(mf, m2, two, a2 + j), _both(mf, m2, two, a3 + j),
-                            _both(mf, m2, two, a4 + j))
+                    g = _gt(mf[a0 + j], mf[a1 + j], mf[a2 + j], mf[a3 + j], mf[a4 + j])
                     rows[d + j] = g[alpha]
         for alpha in range(2):
             a0 = _u(alpha * 5 * J)
@@ -396,31 +386,21 @@ def _correlate_images(src, U, geo, out, kept, t0, t1):
         _transform_out(M, n0, S_out, off_out, TH, TW, out, *scratch_out, 0, m)
 
 
-def _weight_grad_images(x, gy, TH, TW, kept, t0, t1):
-    """This thread's M (25, O, 4C) = sum over its images' tiles of Vgy[xi]^T @ Vx[xi]; Vx is
-    taken from ``kept`` (what conv2d(keep_patches=True) returned) when given."""
-    C, O = x.shape[1], gy.shape[1]
-    T = TH * TW
-    dt = x.dtype
-    nb = _images_per_chunk(t1 - t0, T, 4 * C + O, x.itemsize)
-    scratch_x = _scratch("wino_in", 2, TH, TW, 5, C, dt)
-    scratch_gy = _scratch("wino_gy", 1, TH, TW, 4, O, dt)
-    total = cpu_memory.empty((25, O, 4 * C), dt)
-    for n0 in range(t0, t1, nb):
-        m = min(nb, t1 - n0)
-        if kept is None:
-            Vx = cpu_memory.work("wino_V", (25, m * T, 4 * C), dt)
-            _transform_in(x, n0, 2, -1, 5, TH, TW, Vx, 0, *scratch_x, 0, m)
-        else:
-            Vx = kept[:, n0 * T:(n0 + m) * T]
-        Vg = cpu_memory.work("wino_Vgy", (25, m * T, O), dt)
-        _transform_in(gy, n0, 1, 0, 4, TH, TW, Vg, 0, *scratch_gy, 0, m)
-        # np.matmul cannot accumulate into its output: chunks after the first are added
-        dst = total if n0 == t0 else cpu_memory.work("wino_gw_part", (25, O, 4 * C), dt)
-        np.matmul(Vg.transpose(0, 2, 1), Vx, out=dst)
-        if n0 != t0:
-            total += dst
-    return total
+def _weight_grad_tiles(x, gy, TH, TW, Vx, Vg, t0, t1):
+    """gy's tiles at the 25 points into Vg (A = AT.T), and x's into Vx unless Vx is None (kept
+    by the forward), for images t0 <= n < t1, into their rows of the whole batch's arrays."""
+    T, dt = TH * TW, x.dtype
+    if Vx is not None:
+        _transform_in(x, t0, 2, -1, 5, TH, TW, Vx, t0 * T,
+                      *_scratch("wino_in", 2, TH, TW, 5, x.shape[1], dt), 0, t1 - t0)
+    _transform_in(gy, t0, 1, 0, 4, TH, TW, Vg, t0 * T,
+                  *_scratch("wino_gy", 1, TH, TW, 4, gy.shape[1], dt), 0, t1 - t0)
+
+
+def _point_products(Vg, Vx, M, t0, t1):
+    """M[xi] (O, 4C) = Vg[xi]^T @ Vx[xi] for the points t0 <= xi < t1: each a sum over the whole
+    batch's tiles, so that no thread's partial sum has to be added to another's."""
+    np.matmul(Vg[t0:t1].transpose(0, 2, 1), Vx[t0:t1], out=M[t0:t1])
 
 
 # --- the three products -------------------------------------------------------------------------
@@ -477,11 +457,13 @@ def conv2d_grad_weight(x, gy, kept=None):
     if N == 0:
         gw[...] = 0
         return gw
+    NT = N * TH * TW
+    Vx = kept if kept is not None else cpu_memory.empty((25, NT, 4 * C), x.dtype)
+    Vg = cpu_memory.empty((25, NT, O), x.dtype)
+    M = cpu_memory.empty((25, O, 4 * C), x.dtype)
     with blas_on_calling_threads() as parts:
-        sums = run_tasks(_weight_grad_images, N, N * TH * TW * 25 * (4 * C + O), x, gy, TH, TW,
-                         kept, max_parts=parts)
-    for part in sums[2:]:   # (one part per core: more than two only on larger machines)
-        sums[0] += part
-    second = sums[1] if len(sums) > 1 else sums[0][:1, :1, :1]
-    run_tasks(_points_to_taps, O, sums[0].size, sums[0], second, gw)
+        run_tasks(_weight_grad_tiles, N, 25 * NT * (4 * C + O), x, gy, TH, TW,
+                  None if kept is not None else Vx, Vg, max_parts=parts)
+        run_tasks(_point_products, 25, 25 * NT * O * 4 * C, Vg, Vx, M, max_parts=parts)
+    run_tasks(_points_to_taps, O, M.size, M, gw)
     return gw
