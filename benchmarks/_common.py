@@ -112,6 +112,19 @@ def time_interleaved_ms(fns, warmup=2, repeat=9, block=3, gap_s=0.01):
     return [(statistics.median(ts) * 1e3, min(ts) * 1e3) for ts in times]
 
 
+def add_winograd_flag(parser):
+    """--winograd: the stride-2 4x4 convolutions as Winograd F(4x4, 2x2) (cpu_winograd, off by
+    default); call use_winograd(args) after parsing."""
+    parser.add_argument("--winograd", action="store_true",
+                        help="use cpu_winograd for the stride-2 4x4 convolutions (off by default)")
+
+
+def use_winograd(args):
+    if args.winograd:
+        from minigan.kernels import cpu_winograd
+        cpu_winograd.ENABLED = True
+
+
 def json_line(obj):
     """The machine-readable last line of a benchmark."""
     print(json.dumps(obj, sort_keys=True))

@@ -26,7 +26,8 @@ import sys
 
 import numpy as np
 
-from _common import import_torch, json_line, print_blas_info, time_interleaved_ms
+from _common import (add_winograd_flag, import_torch, json_line, print_blas_info,
+                     time_interleaved_ms, use_winograd)
 
 import minigan as mg  # _common made a checkout's minigan importable
 from minigan import backend, optim, profiler
@@ -186,12 +187,9 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="per-op and cProfile breakdown at the first batch size")
-    parser.add_argument("--winograd", action="store_true",
-                    help="use cpu_winograd for the stride-2 4x4 convolutions (off by default)")
+    add_winograd_flag(parser)
     args = parser.parse_args(argv)
-    if args.winograd:
-        from minigan.kernels import cpu_winograd
-        cpu_winograd.ENABLED = True
+    use_winograd(args)
 
     if args.device == "cuda" and not backend.cupy_available():
         sys.exit("--device cuda needs CuPy and a CUDA GPU; none was found (pip install "

@@ -73,8 +73,8 @@ import time
 
 import numpy as np
 
-from _common import (REPO, import_torch, json_line, print_blas_info, sgemm_gflops,
-                     time_interleaved_ms, time_ms)
+from _common import (REPO, add_winograd_flag, import_torch, json_line, print_blas_info,
+                     sgemm_gflops, time_interleaved_ms, time_ms, use_winograd)
 
 import minigan.kernels as K  # _common made a checkout's minigan importable
 from minigan import backend
@@ -293,12 +293,9 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--cold-compile", action="store_true",
                     help="also time compiling every CPU kernel from scratch, in a child process")
-    ap.add_argument("--winograd", action="store_true",
-                    help="use cpu_winograd for the stride-2 4x4 convolutions (off by default)")
+    add_winograd_flag(ap)
     args = ap.parse_args(argv)
-    if args.winograd:
-        from minigan.kernels import cpu_winograd
-        cpu_winograd.ENABLED = True
+    use_winograd(args)
     dtype = np.dtype(args.dtype).type
     device = args.device
     if device == "cuda" and not backend.cupy_available():

@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from _common import json_line, print_blas_info
+from _common import add_winograd_flag, json_line, print_blas_info, use_winograd
 
 import minigan as mg  # _common made a checkout's minigan importable
 from minigan import optim
@@ -339,12 +339,9 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--trace", default=None, help="write a Chrome trace of the timed iterations")
     ap.add_argument("--no-ceiling", action="store_true", help="skip timing the product shapes")
-    ap.add_argument("--winograd", action="store_true",
-                    help="use cpu_winograd for the stride-2 4x4 convolutions (off by default)")
+    add_winograd_flag(ap)
     args = ap.parse_args(argv)
-    if args.winograd:
-        from minigan.kernels import cpu_winograd
-        cpu_winograd.ENABLED = True
+    use_winograd(args)
     info = print_blas_info()
     load = os.getloadavg()
     print("load average (1, 5, 15 min): %.1f %.1f %.1f" % load)

@@ -401,12 +401,12 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None):
     _, O, Ho, Wo = gy.shape
     kh, kw = kernel_hw
     # patches kept by Winograd's forward are its transformed tiles (3-D), im2col's are 2-D
-    if patches is not None and patches.ndim == 3 and ((kh, kw), tuple(stride), tuple(padding)) \
-            != ((4, 4), (2, 2), (1, 1)):
+    winograd_tiles = patches is not None and patches.ndim == 3
+    if winograd_tiles and ((kh, kw), tuple(stride), tuple(padding)) != ((4, 4), (2, 2), (1, 1)):
         raise ValueError(f"conv2d_grad_weight: patches {patches.shape} are Winograd's, for 4x4 "
                          f"kernels with stride 2 and padding 1, not {kernel_hw} {stride} {padding}")
-    if (patches.ndim == 3 if patches is not None
-            else cpu_winograd.applies((H, W), (O, C, kh, kw), stride, padding)):
+    if winograd_tiles or (patches is None and
+                          cpu_winograd.applies((H, W), (O, C, kh, kw), stride, padding)):
         return cpu_winograd.conv2d_grad_weight(x, gy, patches)
     K, P = C * kh * kw, Ho * Wo
     gw = cpu_memory.empty((O, C, kh, kw), x.dtype)

@@ -2,10 +2,11 @@
 multiplications of im2col + GEMM.
 
 Why it applies: a stride-2 4x4 kernel is four 2x2 kernels, one per phase (r, s) of the input
-grid. With a = 2*alpha + r, b = 2*beta + s and the phase image z_rs[u, v] = x[2u + r - 1, 2v + s - 1]
-(zero outside x),
+grid. With a = 2*alpha + r, b = 2*beta + s and the phase image
+z_rs[u, v] = x[2u + r - 1, 2v + s - 1] (zero outside x),
 
-    y[i, j] = sum_{c, r, s, alpha, beta} w[o, c, 2*alpha + r, 2*beta + s] * z_rs[c, i + alpha, j + beta],
+    y[i, j] = sum_{c, r, s, alpha, beta} w[o, c, 2*alpha + r, 2*beta + s]
+                                         * z_rs[c, i + alpha, j + beta],
 
 a stride-1 2x2 correlation summed over 4*C input planes. Winograd's F(4, 2) computes 4 outputs of
 a 2-tap correlation y_i = sum_alpha g_alpha d_{i + alpha} from d (5 numbers) with 5 products
@@ -31,8 +32,10 @@ The points are 0, 1, -1, 2 and infinity (Lavin & Gray 2016, "Fast algorithms for
 neural networks"); their float32 error on a 512-channel sum is ~2e-6 of the output's scale
 (tests/test_winograd.py checks it against the direct convolution).
 
-Work is shared over the cores like cpu_conv's: each core takes a contiguous range of images and
-runs transform, 25 products and inverse transform on chunks of them while they are in its cache.
+Work is shared over the cores like cpu_conv's: for the two correlations each core takes a
+contiguous range of images and runs transform, 25 products and inverse transform on chunks of
+them while they are in its cache; the weight gradient transforms per image, then gives each core
+its share of the 25 points, each a product over the whole batch.
 """
 import numba
 import numpy as np
@@ -86,11 +89,12 @@ def applies(x_hw, w_shape, stride, padding):
             and min(O, C) >= MIN_CHANNELS)
 
 
-# --- the five 1-D transforms, written out -------------------------------------------------------
-# (the matrices above, one row per term; tests/test_winograd.py checks them against the matrices).
-# The hot three (_bt, _a, _at) use additions only: a literal 2 would be an int64 to numba and
-# turn float32 arithmetic into float64, at half the vector width. _g and _gt, on the small
-# weight arrays, compute in float64.
+# --- the 1-D transforms, written out -----------------------------------------------------------
+# (the matrices above, one row per term; tests/test_winograd.py checks them against the matrices;
+# the weights' G g G^T is one small product with G kron G, _GG). The hot three (_bt, _a, _at) use
+# additions only: a literal 2 would be an int64 to numba and turn float32 arithmetic into
+# float64, at half the vector width. _gt, on the weight gradient's small array, computes in
+# float64.
 
 @numba.njit(cache=True, inline="always")
 def _bt(d0, d1, d2, d3, d4):
@@ -113,12 +117,6 @@ def _at(m0, m1, m2, m3, m4):
     a, b, m3x2 = m1 - m2, m1 + m2, m3 + m3
     m3x4 = m3x2 + m3x2
     return m0 + b + m3, a + m3x2, b + m3x4, a + m3x4 + m3x4 + m4
-
-
-@numba.njit(cache=True, inline="always")
-def _g(g0, g1):
-    """G @ g: a 2-tap kernel -> its 5 points."""
-    return 0.5 * g0, -0.5 * (g0 + g1), (g1 - g0) / 6, g0 / 6 + g1 / 3, 1.0 * g1
 
 
 @numba.njit(cache=True, inline="always")
@@ -149,11 +147,11 @@ _FOUR = (0, 1, 2, 3)
 
 @numba.njit(cache=True, nogil=True)
 def _transform_in(src, n0, S, off, L, TH, TW, V, tile0, img, tmp, t0, t1):
-    """V[k*5 + l, tile0 + (t*TH + p)*TW + q, ph*C + c] = (B z B^T)[k, l] for images t0 <= t < t1 of the
-    chunk (image n0 + t of src (N, C, H, W)), tile (p, q) and phase ph = r*S + s, where z is the
-    L x L tile z[u, v] = src[n0 + t, c, S*(4p + u) + r + off, S*(4q + v) + s + off] (0 outside)
-    and B is BT (L = 5) or AT.T (L = 4). img and tmp are the calling thread's scratch: img holds
-    (S*(4*TH + 1), S*(4*TW + 1), C) numbers, tmp 5*L*S*C.
+    """V[k*5 + l, tile0 + (t*TH + p)*TW + q, ph*C + c] = (B z B^T)[k, l] for images t0 <= t < t1
+    of the chunk (image n0 + t of src (N, C, H, W)), tile (p, q) and phase ph = r*S + s, where z
+    is the L x L tile z[u, v] = src[n0 + t, c, S*(4p + u) + r + off, S*(4q + v) + s + off]
+    (0 outside) and B is BT (L = 5) or AT.T (L = 4). img and tmp are the calling thread's
+    scratch: img holds (S*(4*TH + 1), S*(4*TW + 1), C) numbers, tmp 5*L*S*C.
 
     The phases s = 0 .. S-1 of one row phase r are neighbouring pixels of img and neighbouring
     columns of V, so each loop runs over their S*C numbers at once."""
@@ -351,7 +349,8 @@ def _kernel_points(w, transposed):
     """U (25, K, N) for w (O, C, 4, 4): the 2x2 kernels of the four phases at the 25 points.
 
     conv (transposed=False):  U[xi, (r, s, c), o]  from w[o, c, 2*alpha + r, 2*beta + s];
-    transposed:               U[xi, o, (r, s, c)]  from w[o, c, 2*(1 - alpha) + r, 2*(1 - beta) + s].
+    transposed:               U[xi, o, (r, s, c)]  from w[o, c, 2*(1 - alpha) + r,
+                                                            2*(1 - beta) + s].
     """
     O, C = w.shape[:2]
     U = cpu_memory.empty((25, O, 4 * C) if transposed else (25, 4 * C, O), w.dtype)
