@@ -113,16 +113,17 @@ def time_interleaved_ms(fns, warmup=2, repeat=9, block=3, gap_s=0.01):
 
 
 def add_winograd_flag(parser):
-    """--winograd: the stride-2 4x4 convolutions as Winograd F(4x4, 2x2) (cpu_winograd, off by
-    default); call use_winograd(args) after parsing."""
-    parser.add_argument("--winograd", action="store_true",
-                        help="use cpu_winograd for the stride-2 4x4 convolutions (off by default)")
+    """--no-winograd: the stride-2 4x4 convolutions on im2col instead of Winograd F(4x4, 2x2)
+    (cpu_winograd.ENABLED, on by default); call use_winograd(args) after parsing."""
+    parser.add_argument("--no-winograd", dest="winograd", action="store_false",
+                        help="run the stride-2 4x4 convolutions on im2col, not cpu_winograd")
 
 
 def use_winograd(args):
-    if args.winograd:
-        from minigan.kernels import cpu_winograd
-        cpu_winograd.ENABLED = True
+    """Set cpu_winograd.ENABLED from --no-winograd, and return it (for the results)."""
+    from minigan.kernels import cpu_winograd
+    cpu_winograd.ENABLED = args.winograd
+    return cpu_winograd.ENABLED
 
 
 def json_line(obj):

@@ -242,7 +242,8 @@ def main(argv=None):
                      f"{r['ratio']:>7.2f} ({r['ratio_min']:.2f})")
         print(line)
     json_line({"benchmark": "dcgan_iteration", "device": args.device, "blas": info,
-               "torch": None if torch is None else torch.__version__, "results": rows})
+               "torch": None if torch is None else torch.__version__, "winograd": args.winograd,
+               "results": rows})
 
 
 if __name__ == "__main__":

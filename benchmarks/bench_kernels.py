@@ -372,7 +372,7 @@ def main(argv=None):
     json_line({"bench": "kernels", "device": device, "dtype": args.dtype, "blas": info,
                "sgemm_gflops": round(gemm, 1), "first_call_s": round(compile_s, 3),
                "cold_compile_s": cold_s and round(cold_s, 3), "load_avg": os.getloadavg(),
-               "results": rows})
+               "winograd": args.winograd, "results": rows})
 
 
 if __name__ == "__main__":

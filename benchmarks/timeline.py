@@ -369,7 +369,7 @@ def main(argv=None):
         write_trace(rec, args.trace)
     json_line({"benchmark": "timeline", "batch": args.batch, "iters": args.iters,
                "iteration_ms": round(wall_ms, 3), "blas": info, "load_avg": load,
-               "load_avg_after": os.getloadavg(), "ops": rows})
+               "load_avg_after": os.getloadavg(), "winograd": args.winograd, "ops": rows})
 
 
 if __name__ == "__main__":

@@ -72,19 +72,26 @@ def test_fid_vs_torch_records_runs_and_skips_them_on_a_second_call(tmp_path):
     assert len(records.read_text().splitlines()) == 2
 
 
-def test_timeline_splits_every_dcgan_layer_by_pass_thread_and_phase(tmp_path):
+# D2's forward product per call for 2 images: im2col's 49 pixels x 1024 taps x 128 channels;
+# Winograd's 25 points x 4 tiles x 256 (4 phases x 64 channels) x 128
+D2_MACS = {"--no-winograd": 2 * 49 * 1024 * 128, "default": 25 * 2 * 4 * 256 * 128}
+
+
+@pytest.mark.parametrize("conv", sorted(D2_MACS))
+def test_timeline_splits_every_dcgan_layer_by_pass_thread_and_phase(tmp_path, conv):
     trace = tmp_path / "trace.json"
     text, last = run_script("timeline.py", "--batch", "2", "--iters", "2", "--warmup", "1",
-                            "--trace", str(trace))
+                            "--trace", str(trace), *([conv] if conv != "default" else []))
+    assert last["winograd"] == (conv == "default")
     ops = {r["op"]: r for r in last["ops"]}
     for layer in ("G1", "G2", "G3", "D1", "D2", "D3"):
         assert {f"{layer} fwd", f"{layer} bwd-weight"} <= set(ops), sorted(ops)
-    # D2's forward runs three times an iteration (real, fake, fake for G), and its products
-    # must add up to 2 images x 49 pixels x 1024 taps x 128 channels each time
+    # D2's forward runs three times an iteration (real, fake, fake for G); its products must
+    # add up to D2_MACS each time
     d2 = ops["D2 fwd"]
     assert d2["calls"] == 3
     macs = sum(m * k * n * stack * count for m, k, n, _, stack, count in d2["products"])
-    assert macs == 2 * 3 * 2 * 49 * 1024 * 128   # iterations x calls x the product
+    assert macs == 2 * 3 * D2_MACS[conv]   # iterations x calls x the product
     assert d2["phases_cpu_ms"]["t0:gemm"] > 0 and d2["phases_cpu_ms"]["t0:gather"] > 0
     assert d2["ceiling_alone_gflops"] > 0 and d2["ceiling_pair_gflops"] > 0
     events = json.loads(trace.read_text())["traceEvents"]

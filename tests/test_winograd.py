@@ -22,9 +22,11 @@ def winograd_on(monkeypatch):
     monkeypatch.setattr(wg, "ENABLED", True)
 
 
-def test_off_by_default_keeps_im2col(monkeypatch):
+def test_on_by_default_and_off_keeps_im2col(monkeypatch):
     monkeypatch.undo()
-    assert not wg.ENABLED and not wg.applies((14, 14), (128, 64, 4, 4), *S2P1)
+    assert wg.ENABLED and wg.applies((14, 14), (128, 64, 4, 4), *S2P1)
+    monkeypatch.setattr(wg, "ENABLED", False)
+    assert not wg.applies((14, 14), (128, 64, 4, 4), *S2P1)
 
 
 def test_written_out_transforms_are_the_matrices():

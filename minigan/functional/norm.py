@@ -184,6 +184,10 @@ class SyncBatchNormTrain(Function):
         mean = allreduce(sum x) / M,   var = allreduce(sum x^2) / M - mean^2   (sums in float64)
         y = (x - mean) * invstd * weight + bias,   invstd = 1 / sqrt(var + eps)
 
+    with mean and var rounded to x's dtype before invstd is taken, as :func:`batch_norm` does:
+    then they are, but for a float64 rounding tie, the numbers batch_norm finds on the whole
+    batch, and the step is the single process's to rounding (tests/distributed).
+
     Backward, with the run's loss L = sum_r L_r (so each rank's gy is dL/dy on its own slice):
 
         gb_r = sum gy,   gw_r = sum gy * xhat                  (this rank's sums)
@@ -261,8 +265,10 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,  #
     if local == 0:
         raise ValueError(f"sync_batch_norm: this rank's input {x.shape} is empty; every rank "
                          "needs rows (ShardedBatches gives each the same number)")
-    mean_r, var_r = kernels.batchnorm_stats(x.data)
-    mean_r, var_r = mean_r.astype(xp.float64), var_r.astype(xp.float64)
+    # This rank's statistics of a float64 copy: statistics rounded to float32 before the ranks
+    # add them would differ from the global batch's by an ulp, and the global mean and variance
+    # are to round to the very numbers batch_norm's would on the whole batch.
+    mean_r, var_r = kernels.batchnorm_stats(x.data.astype(xp.float64, copy=False))
     # sum x and sum x^2 per channel, and the count, in one message (float64: the variance below
     # subtracts two sums, which float32 would leave with ~1e-7 * mean^2 of rounding)
     sums = comm.allreduce(xp.concatenate([local * mean_r, local * (var_r + mean_r * mean_r),
@@ -272,11 +278,12 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,  #
         raise ValueError(f"sync_batch_norm in training mode needs more than one value per channel "
                          f"over all ranks, got {count} (this rank's input shape {x.shape})")
     mean = sums[:channels] / count
-    var = xp.maximum(sums[channels:2 * channels] / count - mean * mean, 0.0)
-    invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+    var = xp.maximum(sums[channels:2 * channels] / count - mean * mean, 0.0).astype(x.dtype)
+    mean = mean.astype(x.dtype)
+    invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)     # as batch_norm computes it
     affine = () if weight is None else (weight, bias)
-    y = SyncBatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd,
-                                 count=count, comm=comm, eps=eps)
+    y = SyncBatchNormTrain.apply(x, *affine, mean=mean, invstd=invstd, count=count, comm=comm,
+                                 eps=eps)
     _update_running(running_mean, running_var, mean, var, count, momentum)
     return y
 

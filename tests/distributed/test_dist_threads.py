@@ -95,6 +95,28 @@ def test_sync_batch_norm_is_batch_norm_of_the_global_batch(shape):
         np.testing.assert_allclose(out[5], ref[5], rtol=1e-10)
 
 
+@pytest.mark.parametrize("size", [2, 4])
+def test_sync_batch_norm_float32_forward_is_batch_norm_of_the_global_batch_bit_for_bit(size):
+    """The ranks' statistics are added in float64 and rounded to float32 once, as batch_norm
+    rounds its own: every output and running statistic is the same float32 number, so a ReLU
+    network after it takes the same branch on every value (tests/distributed/cases.py's step)."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((16, 6, 5, 5)) * 3 + rng.uniform(-4, 4, (1, 6, 1, 1))
+         ).astype(np.float32)
+    ref = nn.BatchNorm2d(6)
+    y_ref = ref(Tensor(x)).data
+
+    def rank(comm):
+        bn = nn.SyncBatchNorm(6, process_group=comm)
+        return bn(Tensor(_split(x, size, comm.rank))).data, bn.running_mean.data, \
+            bn.running_var.data
+
+    for r, (y, mean, var) in enumerate(run_ranks(size, rank)):
+        np.testing.assert_array_equal(y, _split(y_ref, size, r))
+        np.testing.assert_array_equal(mean, ref.running_mean.data)
+        np.testing.assert_array_equal(var, ref.running_var.data)
+
+
 def test_sync_batch_norm_first_order_backward_uses_the_kernel_path():
     """Without create_graph the backward is the raw-array one: it matches the reference too."""
     rng = np.random.default_rng(4)
