@@ -155,7 +155,8 @@ def point_label(name, x, *rest, **kw):
 def install(rec):
     for name in ("conv2d", "conv2d_grad_input", "conv2d_grad_weight"):
         rec.op(cpu, name, conv_label)
-    for name in ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward", "leaky_relu",
+    for name in ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward",
+                 "batchnorm_leaky_relu_forward", "batchnorm_leaky_relu_backward", "leaky_relu",
                  "leaky_relu_grad"):
         rec.op(cpu, name, point_label)
     rec.phase(cpu_conv, "_gather", "gather")
