@@ -9,7 +9,8 @@ Run:  python benchmarks/bench_kernels.py [--batch 64 256] [--repeat 9] [--dtype 
 
 For each layer it times, in ms (median of repeats, ours and PyTorch's interleaved in one process so
 that other load on the machine hits both alike):
-  fwd      conv: the forward product;  bn: stats + normalise;  act: the activation
+  fwd      conv: the forward product;  bn: stats + normalise;  act: the activation;
+           bn+act: batch norm and its activation in one pass, as the DCGAN runs them
   fwd+bwd  conv: forward + grad input + grad weight (3 products; a Conv2d's weight gradient reuses
            the forward's im2col matrix, as the Conv2d op does);  bn/act: forward + backward
 and prints GFLOP/s for convolutions (2 * multiply-adds per product) and ratio = ours / torch
@@ -97,6 +98,11 @@ POINT_LAYERS = [
     ("D1 LeakyReLU (64,14,14)", "act", 64, 14, 0.2),
     ("D2 BN (128,7,7)", "bn", 128, 7, None),
     ("D2 LeakyReLU (128,7,7)", "act", 128, 7, 0.2),
+    # as the DCGAN runs them: nn.Sequential fuses a BatchNorm2d and its activation into one op
+    # (one pass each way); torch runs batch_norm, then the activation
+    ("G1 BN+ReLU (256,7,7)", "bnact", 256, 7, 0.0),
+    ("G2 BN+ReLU (128,14,14)", "bnact", 128, 14, 0.0),
+    ("D2 BN+LeakyReLU (128,7,7)", "bnact", 128, 7, 0.2),
 ]
 
 
@@ -173,6 +179,16 @@ def point_case(spec, batch, dtype, rng, device="cpu"):
         def fwdbwd():
             _, mean, invstd = fwd()
             K.batchnorm_backward(gy, x, mean, invstd, weight)
+    elif kind == "bnact":
+        def fwd():
+            mean, var = K.batchnorm_stats(x)
+            invstd = 1.0 / xp.sqrt(var + dtype(eps))
+            z = K.batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, slope)
+            return z, mean, invstd
+
+        def fwdbwd():
+            z, mean, invstd = fwd()
+            K.batchnorm_leaky_relu_backward(gy, z, x, mean, invstd, weight, slope)
     else:
         def fwd():
             return K.leaky_relu(x, slope)
@@ -185,12 +201,15 @@ def point_case(spec, batch, dtype, rng, device="cpu"):
         F = torch.nn.functional
         tx = torch.from_numpy(host["x"]).to(device).requires_grad_()
         tgy = torch.from_numpy(host["gy"]).to(device)
-        if kind == "bn":
+        if kind in ("bn", "bnact"):
             tw = torch.from_numpy(host["weight"]).to(device).requires_grad_()
             tb = torch.from_numpy(host["bias"]).to(device).requires_grad_()
 
             def op():
-                return F.batch_norm(tx, None, None, tw, tb, training=True, eps=eps)
+                y = F.batch_norm(tx, None, None, tw, tb, training=True, eps=eps)
+                if kind == "bn":
+                    return y
+                return F.relu(y) if slope == 0 else F.leaky_relu(y, slope)
             inputs = (tx, tw, tb)
         else:
             def op():
