@@ -14,7 +14,7 @@ carries nothing when this tool is not running):
   col2im    cpu_conv._col2im (summing the input gradient back onto the pixels), and
             cpu_winograd._transform_out (the 25 points back to output tiles)
   layout    the NHWC->NCHW copy of a forward result, gy's NCHW->CNHW copy, the weight permute,
-            cpu_winograd._kernel_points (the weights at the 25 points)
+            cpu_winograd._kernel_points_task (the weights at the 25 points)
   bn / act  the batch-norm and LeakyReLU kernels' tasks
   adam      Adam's one-pass update (cpu_optim), one op per optimizer step's parameter
 
@@ -163,7 +163,7 @@ def install(rec):
     rec.phase(cpu_conv, "_col2im", "col2im")
     rec.phase(cpu_winograd, "_transform_in", "gather")
     rec.phase(cpu_winograd, "_transform_out", "col2im")
-    rec.phase(cpu_winograd, "_kernel_points", "layout")
+    rec.phase(cpu_winograd, "_kernel_points_task", "layout")
     rec.phase(cpu_winograd, "_points_to_taps", "layout")
     for name in ("_nhwc_to_nchw", "_to_cnhw", "_weight_taps_last"):
         rec.phase(cpu_conv, name, "layout")

@@ -10,9 +10,13 @@ compiled with ``nogil=True`` run truly in parallel in them.
 A kernel used here takes ``(..., t0, t1)`` as its last two arguments and does tasks t0 <= t < t1;
 tasks must write disjoint outputs.
 """
+import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
 
 # Below this many array elements touched, a call runs on the calling thread only: handing work
 # to another thread and waiting for it costs ~40 us here (two cross-core wake-ups).
@@ -73,3 +77,78 @@ def run_tasks(kernel, ntasks, elements, *args, scale=1, max_parts=None):
     finally:
         rest = [f.result() for f in futures]
     return [first] + rest
+
+
+# --- several phases on the same threads -------------------------------------------------------
+# A call of run_tasks hands its parts to the pool and waits for them; the threads, asleep between
+# calls, take ~70 us each way to start and to report back on these virtual machines. A kernel
+# made of phases that each need all of the one before (Winograd's weights, then its images) runs
+# them with run_phases instead: the threads wait for each other between phases awake, at a
+# barrier in numba code that holds no GIL (D2's weight gradient, three phases: 3.7 -> 3.3 ms).
+
+PHASES_TOGETHER = True
+
+_sched_yield = ctypes.CDLL(None).sched_yield
+_sched_yield.restype = ctypes.c_int
+_sched_yield.argtypes = []
+
+
+# (not cached on disk: numba cannot cache a function that calls through a ctypes pointer; it
+# compiles in ~0.1 s on first use)
+@numba.njit(nogil=True)
+def _barrier(done, p, phase):
+    """Thread p has finished ``phase``: say so in done[p], then wait, yielding the core, until
+    every thread has (True) or one has failed (done[q] = -1: False). The call into the C
+    library also makes LLVM load done[q] afresh on every look."""
+    done[p] = phase
+    while True:
+        ready = True
+        for q in range(done.shape[0]):
+            if done[q] < 0:
+                return False
+            if done[q] < phase:
+                ready = False
+        if ready:
+            return True
+        _sched_yield()
+
+
+class _PeerFailed(RuntimeError):
+    """Raised in a thread of run_phases whose partner failed (the partner's error is raised)."""
+
+
+def run_phases(phases, max_parts=None):
+    """Each phase (kernel, ntasks, args) as ``run_tasks(kernel, ntasks, ..., *args)`` would run
+    it, in order, all split over the same threads (at most ``max_parts``), which meet at a
+    barrier after each phase. Returns each phase's parts' return values."""
+    if not PHASES_TOGETHER:   # each phase a run_tasks call of its own (for A/B timings)
+        return [run_tasks(kernel, n, MIN_PARALLEL_ELEMENTS, *args, max_parts=max_parts)
+                for kernel, n, args in phases]
+    parts = min([num_threads(), max_parts or num_threads()] + [n for _, n, _ in phases])
+    if parts <= 1:
+        return [[kernel(*args, 0, n)] for kernel, n, args in phases]
+    done = np.zeros(parts, np.int64)
+
+    def thread(p):
+        try:
+            out = []
+            for phase, (kernel, n, args) in enumerate(phases, 1):
+                out.append(kernel(*args, n * p // parts, n * (p + 1) // parts))
+                if phase < len(phases) and not _barrier(done, p, phase):
+                    raise _PeerFailed("another thread of this call failed")
+            return out
+        except BaseException:
+            done[p] = -1
+            raise
+
+    pool = _get_pool(parts - 1)
+    futures = [pool.submit(thread, p) for p in range(1, parts)]
+    results, errors = [], []
+    for get in [lambda: thread(0)] + [f.result for f in futures]:
+        try:
+            results.append(get())
+        except BaseException as e:
+            errors.append(e)
+    if errors:
+        raise next((e for e in errors if not isinstance(e, _PeerFailed)), errors[0])
+    return [[r[i] for r in results] for i in range(len(phases))]

@@ -42,7 +42,7 @@ import numpy as np
 
 from . import cpu_memory
 from .cpu_gemm import blas_on_calling_threads
-from .cpu_threads import run_tasks
+from .cpu_threads import run_phases
 
 # F(4, 2) at the points 0, 1, -1, 2, infinity: y (4) = AT @ ((G @ g (2)) * (BT @ d (5))).
 AT = np.array([[1, 1, 1, 1, 0],
@@ -132,7 +132,7 @@ def _points(L, x0, x1, x2, x3, x4):
 
 
 # --- numba kernels ------------------------------------------------------------------------------
-# Each does tasks t0 <= t < t1 (run by cpu_threads.run_tasks, nogil) and keeps channels innermost,
+# Each does tasks t0 <= t < t1 (run by cpu_threads.run_phases, nogil) and keeps channels innermost,
 # so that every arithmetic loop runs over C contiguous numbers; images are moved channels-last
 # into a zero-bordered buffer first, so that tiles need no bounds checks. Flat arrays and
 # unsigned indices (_u) as in cpu_conv: they let LLVM vectorise those loops. Each loop writes
@@ -253,7 +253,7 @@ def _transform_out(M, n0, S, off, TH, TW, out, img, tmp, t0, t1):
 
 @numba.njit(cache=True, nogil=True)
 def _kernel_points_task(w, transposed, GG, U, t0, t1):
-    """U at the 25 points of each phase's 2x2 kernel (the layouts of :func:`_kernel_points`),
+    """U at the 25 points of each phase's 2x2 kernel (the layouts of :func:`_empty_points`),
     for input channels t0 <= c < t1 of w (O, C, 4, 4) (the convolution) or output channels
     t0 <= o < t1 (the transposed one). A phase's four taps are first gathered into one
     contiguous run each, then each point is one loop over that run."""
@@ -344,18 +344,22 @@ def _scratch(name, S, TH, TW, L, C, dtype):
 
 # --- weights at the 25 points -------------------------------------------------------------------
 
-def _kernel_points(w, transposed):
-    """U (25, K, N) for w (O, C, 4, 4): the 2x2 kernels of the four phases at the 25 points.
+def _empty_points(w, transposed):
+    """An array for U (25, K, N) of w (O, C, 4, 4): the 2x2 kernels of the four phases at the
+    25 points.
 
     conv (transposed=False):  U[xi, (r, s, c), o]  from w[o, c, 2*alpha + r, 2*beta + s];
     transposed:               U[xi, o, (r, s, c)]  from w[o, c, 2*(1 - alpha) + r,
                                                             2*(1 - beta) + s].
     """
     O, C = w.shape[:2]
-    U = cpu_memory.empty((25, O, 4 * C) if transposed else (25, 4 * C, O), w.dtype)
-    run_tasks(_kernel_points_task, O if transposed else C, U.size, w, transposed,
-              _GG[w.dtype.char], U)
-    return U
+    return cpu_memory.empty((25, O, 4 * C) if transposed else (25, 4 * C, O), w.dtype)
+
+
+def _points_phase(w, transposed, U):
+    """The run_phases phase that fills U (:func:`_empty_points`): a task per channel."""
+    return (_kernel_points_task, U.shape[1] if transposed else U.shape[1] // 4,
+            (w, transposed, _GG[w.dtype.char], U))
 
 
 # --- one thread's images ------------------------------------------------------------------------
@@ -418,10 +422,11 @@ def conv2d(x, w, keep_bytes=0):
             if 0 < N and 25 * N * TH * TW * 4 * C * x.itemsize <= keep_bytes else None)
     if N == 0:
         return y, kept
-    U = _kernel_points(w, transposed=False)
+    U = _empty_points(w, transposed=False)
     with blas_on_calling_threads() as parts:
-        run_tasks(_correlate_images, N, N * TH * TW * 25 * 4 * C, x, U, (2, -1, 1, 0, TH, TW),
-                  y, kept, max_parts=parts)
+        run_phases([_points_phase(w, False, U),
+                    (_correlate_images, N, (x, U, (2, -1, 1, 0, TH, TW), y, kept))],
+                   max_parts=parts)
     return y, kept
 
 
@@ -432,12 +437,13 @@ def conv2d_grad_input(gy, w):
     gx = cpu_memory.empty((N, C, 2 * Ho, 2 * Wo), gy.dtype)
     if N == 0:
         return gx
-    U = _kernel_points(w, transposed=True)
+    U = _empty_points(w, transposed=True)
     # output phase v covers rows 2v + r - 1 for v in [0, Ho], so Ho + 1 rows of tiles
     TH, TW = _tiles(Ho + 1), _tiles(Wo + 1)
     with blas_on_calling_threads() as parts:
-        run_tasks(_correlate_images, N, N * TH * TW * 25 * O, gy, U, (1, -1, 2, -1, TH, TW),
-                  gx, None, max_parts=parts)
+        run_phases([_points_phase(w, True, U),
+                    (_correlate_images, N, (gy, U, (1, -1, 2, -1, TH, TW), gx, None))],
+                   max_parts=parts)
     return gx
 
 
@@ -460,8 +466,8 @@ def conv2d_grad_weight(x, gy, kept=None):
     Vg = cpu_memory.empty((25, NT, O), x.dtype)
     M = cpu_memory.empty((25, O, 4 * C), x.dtype)
     with blas_on_calling_threads() as parts:
-        run_tasks(_weight_grad_tiles, N, 25 * NT * (4 * C + O), x, gy, TH, TW,
-                  None if kept is not None else Vx, Vg, max_parts=parts)
-        run_tasks(_point_products, 25, 25 * NT * O * 4 * C, Vg, Vx, M, max_parts=parts)
-    run_tasks(_points_to_taps, O, M.size, M, gw)
+        run_phases([(_weight_grad_tiles, N, (x, gy, TH, TW, None if kept is not None else Vx,
+                                             Vg)),
+                    (_point_products, 25, (Vg, Vx, M)),
+                    (_points_to_taps, O, (M, gw))], max_parts=parts)
     return gw
