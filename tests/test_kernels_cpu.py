@@ -6,6 +6,7 @@ their own loop references and through the adjoint identities
 Batchnorm against the NumPy formulas and a finite difference of the whole training-mode function;
 LeakyReLU against np.where. float32 results must match float64 ones to float32 accuracy.
 """
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -251,6 +252,50 @@ def test_run_tasks_covers_every_task_once(split_every_call):
         seen.clear()
         cpu_threads.run_tasks(kernel, n, 10 ** 6, None)
         assert sorted(seen) == list(range(n))
+
+
+@numba.njit(nogil=True)
+def _phase_fill(out, value, t0, t1):
+    for t in range(t0, t1):
+        out[t] = value
+
+
+@numba.njit(nogil=True)
+def _phase_reverse_sum(src, dst, t0, t1):
+    """dst[t] = sum of src over the tasks the other threads did: wrong unless every thread's
+    part of the phase before had ended (the barrier)."""
+    n = src.shape[0]
+    for t in range(t0, t1):
+        dst[t] = src[n - 1 - t] + src[(t * 7) % n]
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_run_phases_runs_each_phase_after_the_one_before_on_every_thread(split_every_call,
+                                                                         monkeypatch, together):
+    monkeypatch.setattr(cpu_threads, "PHASES_TOGETHER", together)
+    for n in (1, 2, 3, 50, 1001):
+        a = np.zeros(n)
+        b = np.zeros(n)
+        for trial in range(20):
+            out = cpu_threads.run_phases([(_phase_fill, n, (a, float(trial + 1))),
+                                          (_phase_reverse_sum, n, (a, b))])
+            np.testing.assert_array_equal(b, 2.0 * (trial + 1))
+            assert len(out) == 2 and all(len(r) == min(3, n) for r in out)
+
+
+def test_run_phases_raises_the_failing_threads_error_and_stops(split_every_call):
+    def fail_in_the_last_part(out, t0, t1):
+        if t1 == out.shape[0]:
+            raise ValueError("the last part failed")
+    a = np.zeros(30)
+    later = []
+    with pytest.raises(ValueError, match="last part failed"):
+        cpu_threads.run_phases([(fail_in_the_last_part, 30, (a,)),
+                                (lambda out, t0, t1: later.append(t0), 30, (a,))])
+    assert later == []   # no thread went on to the next phase
+    # the pool still works
+    cpu_threads.run_phases([(_phase_fill, 30, (a, 3.0))])
+    np.testing.assert_array_equal(a, 3.0)
 
 
 @pytest.mark.parametrize("m, k, n", [(7, 5, 3), (3, 4, 11), (0, 3, 2), (2, 0, 3), (1, 1, 1)])
