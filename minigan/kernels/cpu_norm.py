@@ -3,9 +3,9 @@ each optionally followed by a LeakyReLU (ReLU: slope 0) in the same pass.
 
 x is (N, C) or (N, C, H, W); the kernels see it as (N, C, S) with S = H*W (S = 1 for 2-D), so a
 channel is N runs of S contiguous numbers. Reductions take a group of neighbouring channels per
-task (_groups), spread over the cores by cpu_threads.run_tasks. Sums are accumulated in float64 whatever the array dtype, so
-float32 statistics are as good as float64 ones to float32 precision; results come back in the
-array dtype.
+task (_groups), spread over the cores by cpu_threads.run_tasks. Sums are accumulated in float64
+whatever the array dtype, so float32 statistics are as good as float64 ones to float32
+precision; results come back in the array dtype.
 """
 import numba
 import numpy as np
@@ -23,6 +23,10 @@ _FAST = {"reassoc", "contract"}
 # numbers, 100 KB apart, left the hardware prefetchers behind: G2's batch-norm backward at batch
 # 64 took 2.2x as long on one core.
 _RUN = 1024
+# Split over the cores from SPLIT_SCALE * cpu_threads.MIN_PARALLEL_ELEMENTS = 2^19 elements: the
+# three hand-offs of a batch norm's forward and backward cost more than a second core saves on
+# D2's (64, 128, 7, 7) (0.99 -> 0.89 ms on one thread), less on G1's (64, 256, 7, 7).
+SPLIT_SCALE = 8
 
 
 def _groups(x):
@@ -136,7 +140,7 @@ def batchnorm_stats(x):
     mean = np.empty(C, np.float64)
     var = np.empty(C, np.float64)
     per, tasks = _groups(_as_ncs(x))
-    run_tasks(_stats, tasks, x.size, _as_ncs(x), per, mean, var)
+    run_tasks(_stats, tasks, x.size, _as_ncs(x), per, mean, var, scale=SPLIT_SCALE)
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
@@ -158,7 +162,7 @@ def batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, negative_slope):
         bias = np.zeros(C, x.dtype)
     z = cpu_memory.empty_like(x)
     run_tasks(_forward, x.shape[0] * C, x.size, _as_ncs(x), mean, scale.astype(x.dtype), bias,
-              x.dtype.type(negative_slope), _as_ncs(z))
+              x.dtype.type(negative_slope), _as_ncs(z), scale=SPLIT_SCALE)
     return z
 
 
@@ -173,5 +177,6 @@ def batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight, negative_slope
     gbias = np.empty(C, np.float64)
     per, tasks = _groups(_as_ncs(x))
     run_tasks(_backward, tasks, x.size, _as_ncs(gz), _as_ncs(z), _as_ncs(x), mean, invstd, weight,
-              x.dtype.type(negative_slope), per, _as_ncs(gx), gweight, gbias)
+              x.dtype.type(negative_slope), per, _as_ncs(gx), gweight, gbias,
+              scale=SPLIT_SCALE)
     return gx, gweight.astype(x.dtype), gbias.astype(x.dtype)
