@@ -209,7 +209,7 @@ def test_nan_guard_stops_the_example_and_keeps_the_last_good_checkpoint(tmp_path
 @pytest.mark.slow
 def test_default_run_meets_the_main_jobs_goal(tmp_path):
     """Issue 17's goal for the README's first command (seed 0, bundled digits): FID <= 90,
-    classifier score >= 7.5, every digit drawn 5-15% of the time (about 3 minutes on 2 cores)."""
+    classifier score >= 7.5, every digit drawn 5-15% of the time (about 2.5 minutes on 2 cores)."""
     from examples import dcgan_mnist
     out = tmp_path / "run"
     assert dcgan_mnist.main(["--bundled", "--no-progress", "--out", str(out)]) == 0
