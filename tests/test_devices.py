@@ -211,6 +211,11 @@ CASES = {
     "conv2d_rectangular": Case(
         [F.conv2d], lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(0, 1)),
         lambda r: [normal(r, 1, 2, 5, 6), normal(r, 3, 2, 2, 3)]),
+    # a convolution + activation, fused without a bias (tests/test_conv_act.py)
+    "conv2d_leaky_relu": Case(
+        [F.conv2d_leaky_relu],
+        lambda x, w: F.conv2d_leaky_relu(x, w, stride=2, padding=1, negative_slope=0.2),
+        lambda r: [normal(r, 2, 3, 6, 5), normal(r, 4, 3, 3, 3, scale=0.5)]),
     "conv_transpose2d_bias_output_padding": Case(
         [F.conv_transpose2d],
         lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),

@@ -354,6 +354,16 @@ def test_emulated_conv_matches_reference(emulated, case, dtype):
         np.testing.assert_allclose(got, want, **_tol(dtype))
 
 
+def test_emulated_conv_with_activation_is_the_activation_of_the_conv(emulated):
+    N, C, H, W, O, kh, kw, s, p = OTHER_CONVS["odd sizes, rows left over"]
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((O, C, kh, kw))
+    y, patches = gpu.conv2d(x, w, s, p, keep_patches=True, negative_slope=0.2)
+    want = ref_conv2d(x, w, s, p)
+    np.testing.assert_allclose(y, np.where(want > 0, want, 0.2 * want), rtol=1e-10, atol=1e-12)
+    assert patches is None
+
+
 def test_emulated_conv_grads_are_adjoints(emulated):
     # <conv2d(x, w), g> = <x, grad_input(g, w)> = <w, grad_weight(x, g)> for every x, w, g
     N, C, H, W, O, kh, kw, s, p = OTHER_CONVS["odd sizes, rows left over"]

@@ -13,7 +13,7 @@ from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross
 from .reduce import max, mean, min, std, sum, var
 from .shape import (broadcast_to, cat, concat, flatten, getitem, permute, reshape, squeeze, stack,
                     sum_to, transpose, unsqueeze)
-from .conv import conv2d, conv_transpose2d
+from .conv import conv2d, conv2d_leaky_relu, conv_transpose2d
 from .norm import batch_norm, instance_norm
 from .norm import sync_batch_norm
 from .collective import all_reduce_sum

@@ -14,6 +14,7 @@ import operator
 
 from .. import autograd, kernels
 from ..autograd import Function, Tensor, as_tensor
+from .activation import LeakyReLUGrad, leaky_relu
 from .reduce import sum as _sum
 
 
@@ -87,6 +88,27 @@ class Conv2d(Function):
         return gx, gw, (_bias_grad(gy) if need[2] else None)
 
 
+class Conv2dLeakyReLU(Conv2d):
+    """z = leaky_relu(conv2d(x, w), negative_slope), slope >= 0, no bias: the activation is
+    applied to each chunk of the convolution's output while it is in cache, instead of in a
+    pass of its own. Backward: gy = gz where z > 0, else slope * gz (z > 0 exactly where the
+    convolution's output is), then Conv2d's backward."""
+
+    def forward(self, x, w, stride=(1, 1), padding=(0, 0), negative_slope=0.0):
+        self.stride, self.padding, self.slope = stride, padding, negative_slope
+        if self.needs_input_grad[1]:
+            self.z, self.patches = kernels.conv2d(x, w, stride, padding, keep_patches=True,
+                                                  negative_slope=negative_slope)
+        else:
+            self.z = kernels.conv2d(x, w, stride, padding, negative_slope=negative_slope)
+            self.patches = None
+        return self.z
+
+    def backward(self, gz):
+        gy = LeakyReLUGrad.apply(gz, x=self.z, negative_slope=self.slope)
+        return super().backward(gy)
+
+
 class ConvTranspose2d(Function):
     """y (N, Cout, out_hw) from x (N, Cin, H, W) and w (Cin, Cout, kh, kw)."""
     saved_inputs = (0, 1)
@@ -153,6 +175,25 @@ def _check(name, x, w, b, weight_in_axis):
 def conv2d(input, weight, bias=None, stride=1, padding=0):  # noqa: A002 - PyTorch's names
     """Cross-correlate (N, C, H, W) with weight (O, C, kh, kw) -> (N, O, Ho, Wo),
     Ho = (H + 2 ph - kh) // sh + 1."""
+    x, w, b, stride, padding = _conv2d_args(input, weight, bias, stride, padding)
+    args = (x, w) if b is None else (x, w, b)
+    return Conv2d.apply(*args, stride=stride, padding=padding)
+
+
+def conv2d_leaky_relu(input, weight, bias=None, stride=1, padding=0,  # noqa: A002
+                      negative_slope=0.0):
+    """``leaky_relu(conv2d(input, weight, bias, stride, padding), negative_slope)`` (ReLU:
+    slope 0), the same numbers; without a bias and with negative_slope >= 0 computed by one
+    fused op (no pass of its own for the activation), otherwise by the two ops in turn."""
+    slope = float(negative_slope)
+    if bias is not None or not slope >= 0:
+        return leaky_relu(conv2d(input, weight, bias, stride, padding), slope)
+    x, w, _, stride, padding = _conv2d_args(input, weight, None, stride, padding)
+    return Conv2dLeakyReLU.apply(x, w, stride=stride, padding=padding, negative_slope=slope)
+
+
+def _conv2d_args(input, weight, bias, stride, padding):  # noqa: A002
+    """conv2d's arguments as (x, w, b or None, stride, padding) once every check has passed."""
     x, w = as_tensor(input), as_tensor(weight)
     b = None if bias is None else as_tensor(bias)
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
@@ -170,8 +211,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0):  # noqa: A002 - PyTor
     _check_size("conv2d", (x.shape[0], w.shape[0], *out_hw), x.dtype.itemsize, stride, padding)
     _check_size("conv2d", (x.shape[0], x.shape[1], x.shape[2] + 2 * padding[0],
                            x.shape[3] + 2 * padding[1]), x.dtype.itemsize, stride, padding)
-    args = (x, w) if b is None else (x, w, b)
-    return Conv2d.apply(*args, stride=stride, padding=padding)
+    return x, w, b, stride, padding
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0,  # noqa: A002

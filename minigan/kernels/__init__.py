@@ -10,7 +10,8 @@ Functions (shapes: x (N, C, H, W), w (O, C, kh, kw), gy (N, O, Ho, Wo),
 Ho = (H + 2*ph - kh)//sh + 1, Wo likewise):
 
 * ``conv2d(x, w, stride, padding) -> y``: cross-correlation, zero padding, no bias; with
-  ``keep_patches=True`` -> (y, patches), patches for conv2d_grad_weight to reuse (or None).
+  ``keep_patches=True`` -> (y, patches), patches for conv2d_grad_weight to reuse (or None);
+  with ``negative_slope`` a LeakyReLU (slope >= 0) applied to y in the same pass.
 * ``conv2d_grad_input(gy, w, input_hw, stride, padding) -> gx``: the adjoint of conv2d in x; also
   ConvTranspose2d's forward with weight (in=O, out=C, kh, kw), ``input_hw`` picking the output size.
 * ``conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None) -> gw`` (O, C, kh, kw).
@@ -105,18 +106,23 @@ def _check_gy(gy, N, O, out_hw, what):
 
 # --- convolution --------------------------------------------------------------------------------
 
-def conv2d(x, w, stride=(1, 1), padding=(0, 0), keep_patches=False):
+def conv2d(x, w, stride=(1, 1), padding=(0, 0), keep_patches=False, negative_slope=None):
     """y (N, O, Ho, Wo) = sum_{c,a,b} w[o,c,a,b] * x[n, c, i*sh-ph+a, j*sw-pw+b] (zero padded).
 
     keep_patches=True returns (y, patches): what conv2d_grad_weight(x, ...) can reuse instead of
-    gathering x's patches again (None where the kernel keeps nothing: the GPU, dense kernels)."""
+    gathering x's patches again (None where the kernel keeps nothing: the GPU, dense kernels).
+    negative_slope (>= 0): y is leaky_relu(conv2d(x, w), negative_slope) instead, applied on the
+    CPU while each chunk of images is still in cache."""
     x, w = _prepare(("x", "w"), (x, w), ((4,), (4,)), writeable=True)
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"conv2d: input x {tuple(x.shape)} has {x.shape[1]} channels but weight "
                          f"{tuple(w.shape)} expects {w.shape[1]}")
     _conv_out_hw(x.shape[2:], w.shape[2:], stride, padding)
-    return _impl(x, w).conv2d(x, w, stride, padding, keep_patches=keep_patches)
+    if negative_slope is not None:
+        negative_slope = _check_fusable_slope(negative_slope, "conv2d")
+    return _impl(x, w).conv2d(x, w, stride, padding, keep_patches=keep_patches,
+                              negative_slope=negative_slope)
 
 
 def conv2d_grad_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0)):
@@ -214,10 +220,10 @@ def leaky_relu_grad(gy, x, negative_slope=0.01):
 
 # --- batch normalisation followed by LeakyReLU, fused ---------------------------------------------
 
-def _check_fusable_slope(negative_slope):
+def _check_fusable_slope(negative_slope, op="batchnorm"):
     slope = float(negative_slope)
     if not slope >= 0:
-        raise ValueError(f"the fused batchnorm + leaky_relu needs negative_slope >= 0 (its "
+        raise ValueError(f"the fused {op} + leaky_relu needs negative_slope >= 0 (its "
                          f"backward reads the activation's sign from its output), got "
                          f"{negative_slope}")
     return slope

@@ -5,7 +5,6 @@ of them to another thread and wait for it (the hand-off passes the GIL twice), s
 arrays are split (_SPLIT_SCALE).
 """
 import numba
-import numpy as np
 
 from . import cpu_memory
 from .cpu_threads import run_tasks
@@ -47,6 +46,20 @@ def leaky_relu(x, negative_slope):
     run_tasks(_leaky, _tasks(x.size), x.size, x.reshape(-1), x.dtype.type(negative_slope),
               y.reshape(-1), scale=_SPLIT_SCALE)
     return y
+
+
+def leaky_relu_(x, negative_slope):
+    """x = leaky_relu(x, negative_slope), in place (x C-contiguous)."""
+    flat = x.reshape(-1)
+    run_tasks(_leaky, _tasks(flat.size), flat.size, flat, x.dtype.type(negative_slope), flat,
+              scale=_SPLIT_SCALE)
+
+
+def leaky_relu_on_this_thread_(x, negative_slope):
+    """:func:`leaky_relu_` on the calling thread alone: for a kernel that already runs on the
+    pool's threads (a chunk of a convolution's output while it is in cache)."""
+    flat = x.reshape(-1)
+    _leaky(flat, x.dtype.type(negative_slope), flat, 0, _tasks(flat.size))
 
 
 def leaky_relu_grad(gy, x, negative_slope):

@@ -42,6 +42,7 @@ import numba
 import numpy as np
 
 from . import cpu_memory, cpu_winograd
+from .cpu_act import leaky_relu_, leaky_relu_on_this_thread_
 from .cpu_gemm import blas_on_calling_threads, matmul
 from .cpu_threads import run_tasks
 
@@ -265,8 +266,9 @@ def _to_cnhw(a, n0, m):
 # thread that asks for it). A chunk's cols (at most CHUNK_BYTES) is gathered, multiplied and
 # scattered while it is still in that core's cache. Geometry g = (kh, kw, sh, sw, ph, pw, Ho, Wo).
 
-def _forward_images(x, wk, g, y3, patches, t0, t1):
-    """y3[n] (O, Ho*Wo) for images t0 <= n < t1; im2col rows go to ``patches`` when given."""
+def _forward_images(x, wk, g, y3, patches, slope, t0, t1):
+    """y3[n] (O, Ho*Wo) for images t0 <= n < t1; im2col rows go to ``patches`` when given;
+    then leaky_relu(., slope) in place on each chunk unless slope is None."""
     O, K = wk.shape
     P = g[6] * g[7]  # Ho * Wo
     nb = _images_per_chunk(t1 - t0, K * P, x.itemsize)
@@ -277,15 +279,16 @@ def _forward_images(x, wk, g, y3, patches, t0, t1):
         _gather(x, n0, m, g, cols)
         if O == 1:  # (m*P, 1) is already NCHW
             np.matmul(cols, wk.T, out=y3[n0:n0 + m].reshape(m * P, 1))
-            continue
-        if K <= SMALL_K:  # one (O, P) = (O, K) @ (K, P) per image, written in place
+        elif K <= SMALL_K:  # one (O, P) = (O, K) @ (K, P) per image, written in place
             np.matmul(wk, cols.reshape(m, P, K).transpose(0, 2, 1), out=y3[n0:n0 + m])
-            continue
-        # (m*P, O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, m*P) = wk @ cols.T, more
-        # than the channels-last -> NCHW transposition of the result costs.
-        yc = cpu_memory.work("conv_out", (m, P, O), x.dtype)
-        np.matmul(cols, wk.T, out=yc.reshape(m * P, O))
-        _nhwc_to_nchw(yc, y3[n0:n0 + m], 0, m)
+        else:
+            # (m*P, O) = cols @ wk.T runs ~15% faster in OpenBLAS than (O, m*P) = wk @ cols.T,
+            # more than the channels-last -> NCHW transposition of the result costs.
+            yc = cpu_memory.work("conv_out", (m, P, O), x.dtype)
+            np.matmul(cols, wk.T, out=yc.reshape(m * P, O))
+            _nhwc_to_nchw(yc, y3[n0:n0 + m], 0, m)
+        if slope is not None:
+            leaky_relu_on_this_thread_(y3[n0:n0 + m], slope)
 
 
 def _grad_input_images(gy3, wk, g, gx, t0, t1):
@@ -337,8 +340,10 @@ def _grad_weight_images(x, gy3, g, patches, t0, t1):
 
 # --- the three products -------------------------------------------------------------------------
 
-def conv2d(x, w, stride, padding, keep_patches=False):
-    """y (N, O, Ho, Wo) = cross-correlation of x (N, C, H, W) with w (O, C, kh, kw).
+def conv2d(x, w, stride, padding, keep_patches=False, negative_slope=None):
+    """y (N, O, Ho, Wo) = cross-correlation of x (N, C, H, W) with w (O, C, kh, kw), followed by
+    leaky_relu(., negative_slope) unless that is None (on im2col's path chunk by chunk, while
+    the chunk's output is in cache).
 
     keep_patches=True returns (y, patches): the im2col matrix (N*Ho*Wo, K) the forward built
     (or, on cpu_winograd's path, x's tiles at its 25 points, 3-D),
@@ -348,12 +353,16 @@ def conv2d(x, w, stride, padding, keep_patches=False):
     O, _, kh, kw = w.shape
     if cpu_winograd.applies((H, W), w.shape, stride, padding):
         y, kept = cpu_winograd.conv2d(x, w, KEEP_PATCHES_BYTES if keep_patches else 0)
+        if negative_slope is not None:
+            leaky_relu_(y, negative_slope)
         return (y, kept) if keep_patches else y
     Ho, Wo = _out_size(H, kh, stride[0], padding[0]), _out_size(W, kw, stride[1], padding[1])
     K, P = C * kh * kw, Ho * Wo
     y = cpu_memory.empty((N, O, Ho, Wo), x.dtype)
     if _is_dense(H, W, kh, kw, padding):
         matmul(x.reshape(N, K), w.reshape(O, K).T, y.reshape(N, O))
+        if negative_slope is not None:
+            leaky_relu_(y, negative_slope)
         return (y, None) if keep_patches else y
     # A kept matrix is a result array (recycled once the caller drops it), not a work buffer
     # that the next convolution would overwrite.
@@ -363,7 +372,7 @@ def conv2d(x, w, stride, padding, keep_patches=False):
     wk = _weight_taps_last(w)
     with blas_on_calling_threads() as parts:
         run_tasks(_forward_images, N, N * P * K, x, wk, g, y.reshape(N, O, P), patches,
-                  max_parts=parts)
+                  negative_slope, max_parts=parts)
     return (y, patches) if keep_patches else y
 
 

@@ -134,7 +134,7 @@ def _batch_major(a):
     return _cp().ascontiguousarray(a.transpose(1, 0, 2))
 
 
-def conv2d(x, w, stride, padding, keep_patches=False):
+def conv2d(x, w, stride, padding, keep_patches=False, negative_slope=None):
     """Cross-correlation y[n, o, p, q] = sum_{c,i,j} w[o, c, i, j] * xpad[n, c, p*sh + i, q*sw + j].
 
     x (N, C, H, W), w (O, C, kh, kw), stride (sh, sw), padding (ph, pw) -> y (N, O, Ho, Wo) with
@@ -151,6 +151,8 @@ def conv2d(x, w, stride, padding, keep_patches=False):
     cols = _im2col(x, kh, kw, sh, sw, ph, pw, Ho, Wo)
     y = _cp().matmul(w.reshape(O, C * kh * kw), cols)          # (O, N*L)
     y = _batch_major(y.reshape(O, N, Ho * Wo)).reshape(N, O, Ho, Wo)
+    if negative_slope is not None:   # an activation after it: a pass of its own here
+        y = leaky_relu(y, negative_slope)
     # keep_patches: the GPU keeps none (the weight gradient gathers them again), as (y, None)
     return (y, None) if keep_patches else y
 

@@ -99,6 +99,12 @@ class Conv2d(_ConvNd):
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
+    def forward_leaky_relu(self, x, negative_slope):
+        """leaky_relu(forward(x), negative_slope), fused where F.conv2d_leaky_relu can: what
+        Sequential calls for a convolution followed by a ReLU or LeakyReLU."""
+        return F.conv2d_leaky_relu(x, self.weight, self.bias, self.stride, self.padding,
+                                   negative_slope)
+
 
 class ConvTranspose2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -346,7 +352,7 @@ class Sequential(Module):
             if slope is None:
                 x = modules[i](x)
                 i += 1
-            else:  # batch norm + its activation in one pass each way (same numbers)
+            else:  # a convolution or batch norm and its activation, fused (same numbers)
                 x = modules[i].forward_leaky_relu(x, slope)
                 i += 2
         return x
@@ -368,9 +374,15 @@ class Sequential(Module):
 
 
 def _fusable_slope(module, after):
-    """The activation slope when ``module`` is a batch norm followed by ``after``, a ReLU or a
-    LeakyReLU with slope >= 0 (neither with a forward of its own subclass), else None."""
-    if not (isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward):
+    """The activation slope when ``module`` is a batch norm, or a convolution without a bias,
+    followed by ``after``, a ReLU or a LeakyReLU with slope >= 0 (neither with a forward of its
+    own subclass nor a forward pre-hook, such as spectral_norm's, that the fused call would
+    skip), else None."""
+    if module.__dict__.get("_forward_pre_hooks") or after.__dict__.get("_forward_pre_hooks"):
+        return None
+    if not ((isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward)
+            or (isinstance(module, Conv2d) and type(module).forward is Conv2d.forward
+                and module.bias is None)):
         return None
     if type(after) is ReLU:
         return 0.0
