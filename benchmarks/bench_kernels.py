@@ -88,6 +88,10 @@ CONV_LAYERS = [
     ("D1 Conv 1->64 28->14", False, 1, 64, 4, 2, 1, 28),
     ("D2 Conv 64->128 14->7", False, 64, 128, 4, 2, 1, 14),
     ("D3 Conv 128->1 7->1", False, 128, 1, 7, 1, 0, 7),
+    # as the DCGAN runs D1: nn.Sequential fuses the bias-free convolution and its LeakyReLU
+    # (the activation applied while each chunk of the output is in cache); torch: conv2d, then
+    # leaky_relu
+    ("D1 Conv+LeakyReLU 1->64 28->14", False, 1, 64, 4, 2, 1, 28, 0.2),
 ]
 # (name, kind, channels, spatial size, slope): batchnorm and activations after the convs
 POINT_LAYERS = [
@@ -109,7 +113,8 @@ POINT_LAYERS = [
 def conv_case(spec, batch, dtype, rng, device="cpu"):
     """(ours_fwd, ours_fwdbwd, flops per product, make_torch) for one conv layer; minigan gets
     the arrays on ``device``, make_torch(torch, device) the same numbers as tensors there."""
-    name, transposed, cin, cout, k, s, p, size = spec
+    name, transposed, cin, cout, k, s, p, size, *activation = spec
+    slope = activation[0] if activation else None   # a fused LeakyReLU after the convolution
     stride, padding = (s, s), (p, p)
     hx = rng.standard_normal((batch, cin, size, size)).astype(dtype)
     if transposed:
@@ -134,21 +139,27 @@ def conv_case(spec, batch, dtype, rng, device="cpu"):
             K.conv2d_grad_weight(gy, x, (k, k), stride, padding)
     else:
         def fwd():
-            return K.conv2d(x, w, stride, padding)
+            return K.conv2d(x, w, stride, padding, negative_slope=slope)
 
         def fwdbwd():
             # as minigan's Conv2d op does when the weight wants a gradient: the forward keeps
             # its im2col matrix and the weight gradient reuses it
-            _, patches = K.conv2d(x, w, stride, padding, keep_patches=True)
-            K.conv2d_grad_input(gy, w, (size, size), stride, padding)
-            K.conv2d_grad_weight(x, gy, (k, k), stride, padding, patches=patches)
+            z, patches = K.conv2d(x, w, stride, padding, keep_patches=True,
+                                  negative_slope=slope)
+            g = gy if slope is None else K.leaky_relu_grad(gy, z, slope)
+            K.conv2d_grad_input(g, w, (size, size), stride, padding)
+            K.conv2d_grad_weight(x, g, (k, k), stride, padding, patches=patches)
 
     def make_torch(torch, device="cpu"):
         F = torch.nn.functional
         tx = torch.from_numpy(hx).to(device).requires_grad_()
         tw = torch.from_numpy(hw).to(device).requires_grad_()
         tgy = torch.from_numpy(hgy).to(device)
-        op = F.conv_transpose2d if transposed else F.conv2d
+        conv = F.conv_transpose2d if transposed else F.conv2d
+
+        def op(tx, tw, stride, padding):
+            y = conv(tx, tw, stride=stride, padding=padding)
+            return y if slope is None else F.leaky_relu(y, slope)
 
         def tfwd():
             with torch.no_grad():

@@ -38,9 +38,10 @@ def test_bench_kernels_times_every_layer_and_pass(device):
                             "--device", device)
     rows = last["results"]
     assert last["device"] == device and last["sgemm_gflops"] > 0 and last["first_call_s"] > 0
-    # 6 convolutions, 7 batchnorm / activation layers and the DCGAN's 3 fused batchnorm +
-    # activation pairs, each forward and forward + backward
-    assert len(rows) == 32 and {r["pass"] for r in rows} == {"fwd", "fwd+bwd"}
+    # 6 convolutions, the DCGAN's fused convolution + activation, 7 batchnorm / activation
+    # layers and the DCGAN's 3 fused batchnorm + activation pairs, each forward and forward +
+    # backward
+    assert len(rows) == 34 and {r["pass"] for r in rows} == {"fwd", "fwd+bwd"}
     assert sum(r["layer"].startswith("G2 BN+ReLU") for r in rows) == 2
     d2 = [r for r in rows if r["layer"].startswith("D2 Conv")]
     assert len(d2) == 2 and all(r["ms"] > 0 and r["gflops"] > 0 for r in d2)
