@@ -91,7 +91,7 @@ CONV_LAYERS = [
     # as the DCGAN runs D1: nn.Sequential fuses the bias-free convolution and its LeakyReLU
     # (the activation applied while each chunk of the output is in cache); torch: conv2d, then
     # leaky_relu
-    ("D1 Conv+LeakyReLU 1->64 28->14", False, 1, 64, 4, 2, 1, 28, 0.2),
+    ("D1 Conv+LReLU 1->64 28->14", False, 1, 64, 4, 2, 1, 28, 0.2),
 ]
 # (name, kind, channels, spatial size, slope): batchnorm and activations after the convs
 POINT_LAYERS = [

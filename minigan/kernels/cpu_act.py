@@ -29,6 +29,16 @@ def _leaky(x, slope, y, t0, t1):
 
 
 @numba.njit(cache=True, nogil=True)
+def _leaky_inplace(x, slope, t0, t1):
+    """_leaky with y = x: one array, so that LLVM vectorises the loop (with two, its run-time
+    overlap check finds them the same and takes the scalar loop)."""
+    for i in range(_u(t0 * _BLOCK), _u(min(t1 * _BLOCK, x.size))):
+        v = x[i]
+        if not v > 0:
+            x[i] = v * slope if slope != 0 or v != v else slope
+
+
+@numba.njit(cache=True, nogil=True)
 def _leaky_grad(gy, x, slope, gx, t0, t1):
     """gx = gy where x > 0, else slope * gy, for elements [t0*_BLOCK, t1*_BLOCK)."""
     for i in range(_u(t0 * _BLOCK), _u(min(t1 * _BLOCK, x.size))):
@@ -51,7 +61,7 @@ def leaky_relu(x, negative_slope):
 def leaky_relu_(x, negative_slope):
     """x = leaky_relu(x, negative_slope), in place (x C-contiguous)."""
     flat = x.reshape(-1)
-    run_tasks(_leaky, _tasks(flat.size), flat.size, flat, x.dtype.type(negative_slope), flat,
+    run_tasks(_leaky_inplace, _tasks(flat.size), flat.size, flat, x.dtype.type(negative_slope),
               scale=_SPLIT_SCALE)
 
 
@@ -59,7 +69,7 @@ def leaky_relu_on_this_thread_(x, negative_slope):
     """:func:`leaky_relu_` on the calling thread alone: for a kernel that already runs on the
     pool's threads (a chunk of a convolution's output while it is in cache)."""
     flat = x.reshape(-1)
-    _leaky(flat, x.dtype.type(negative_slope), flat, 0, _tasks(flat.size))
+    _leaky_inplace(flat, x.dtype.type(negative_slope), 0, _tasks(flat.size))
 
 
 def leaky_relu_grad(gy, x, negative_slope):
