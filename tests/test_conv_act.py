@@ -99,3 +99,29 @@ def test_a_spectrally_normalised_convolution_is_not_fused():
     z = seq(x)
     assert type(z.creator) is LeakyReLUOp
     np.testing.assert_allclose(z.numpy(), F.leaky_relu(conv(x), 0.2).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_gradient_kernels_apply_the_activations_derivative(case):
+    """conv2d_grad_input / conv2d_grad_weight with activation=(z, slope) are the plain kernels
+    applied to leaky_relu_grad(gy, z, slope), with kept patches or without."""
+    xs, ws, s, p = case
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    z, patches = kernels.conv2d(x, w, (s, s), (p, p), keep_patches=True, negative_slope=0.2)
+    gz = rng.standard_normal(z.shape)
+    g = kernels.leaky_relu_grad(gz, z, 0.2)
+    act = (z, 0.2)
+    np.testing.assert_allclose(
+        kernels.conv2d_grad_input(gz, w, xs[2:], (s, s), (p, p), activation=act),
+        kernels.conv2d_grad_input(g, w, xs[2:], (s, s), (p, p)), rtol=1e-13, atol=1e-13)
+    for kept in (patches, None):
+        np.testing.assert_allclose(
+            kernels.conv2d_grad_weight(x, gz, ws[2:], (s, s), (p, p), patches=kept,
+                                       activation=act),
+            kernels.conv2d_grad_weight(x, g, ws[2:], (s, s), (p, p), patches=kept),
+            rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="activation's output z .* does not match gy"):
+        kernels.conv2d_grad_input(gz, w, xs[2:], (s, s), (p, p), activation=(z[:1], 0.2))
+    with pytest.raises(ValueError, match="needs negative_slope >= 0"):
+        kernels.conv2d_grad_weight(x, gz, ws[2:], (s, s), (p, p), activation=(z, -1.0))

@@ -92,7 +92,8 @@ class Conv2dLeakyReLU(Conv2d):
     """z = leaky_relu(conv2d(x, w), negative_slope), slope >= 0, no bias: the activation is
     applied to each chunk of the convolution's output while it is in cache, instead of in a
     pass of its own. Backward: gy = gz where z > 0, else slope * gz (z > 0 exactly where the
-    convolution's output is), then Conv2d's backward."""
+    convolution's output is), then Conv2d's backward; without create_graph the kernels apply
+    that derivative to each chunk of gz as they read it."""
 
     def forward(self, x, w, stride=(1, 1), padding=(0, 0), negative_slope=0.0):
         self.stride, self.padding, self.slope = stride, padding, negative_slope
@@ -105,8 +106,19 @@ class Conv2dLeakyReLU(Conv2d):
         return self.z
 
     def backward(self, gz):
-        gy = LeakyReLUGrad.apply(gz, x=self.z, negative_slope=self.slope)
-        return super().backward(gy)
+        if autograd.is_grad_enabled():
+            return super().backward(LeakyReLUGrad.apply(gz, x=self.z, negative_slope=self.slope))
+        x, w = self.inputs
+        need = self.needs_input_grad
+        patches, self.patches = self.patches, None
+        activation = (self.z, self.slope)
+        gx = (kernels.conv2d_grad_input(gz.data, w.data, x.shape[2:], self.stride, self.padding,
+                                        activation=activation) if need[0] else None)
+        gw = (kernels.conv2d_grad_weight(x.data, gz.data, w.shape[2:], self.stride,
+                                         self.padding, patches=patches, activation=activation)
+              if need[1] else None)
+        return (None if gx is None else Tensor._wrap(gx)), (None if gw is None else
+                                                           Tensor._wrap(gw))
 
 
 class ConvTranspose2d(Function):

@@ -125,8 +125,24 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), keep_patches=False, negative_slo
                               negative_slope=negative_slope)
 
 
-def conv2d_grad_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0)):
-    """gx (N, C, H, W), the adjoint of conv2d in x applied to gy; (H, W) = input_hw."""
+def _activation_arg(op, gy, activation):
+    """activation = (z, negative_slope), checked: gy is the gradient at z, the output of
+    leaky_relu(conv2d(...), negative_slope) (slope >= 0), and the kernel applies the
+    activation's derivative (1 where z > 0, else the slope) to gy first."""
+    if activation is None:
+        return None
+    z, slope = activation
+    _, z = _prepare(("gy", "z"), (gy, z), ((4,), (4,)))   # one device, one dtype
+    if z.shape != gy.shape:
+        raise ValueError(f"{op}: the activation's output z {tuple(z.shape)} does not match gy "
+                         f"{tuple(gy.shape)}")
+    return z, _check_fusable_slope(slope, "conv2d")
+
+
+def conv2d_grad_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), activation=None):
+    """gx (N, C, H, W), the adjoint of conv2d in x applied to gy; (H, W) = input_hw.
+    activation = (z, negative_slope): gy is the gradient at z = leaky_relu(conv2d(x, w)), whose
+    derivative is applied to gy first (on the CPU chunk by chunk, while it is in cache)."""
     gy, w = _prepare(("gy", "w"), (gy, w), ((4,), (4,)), writeable=True)
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     input_hw = _pair(input_hw, "input_hw", 1)
@@ -136,20 +152,35 @@ def conv2d_grad_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0)):
     out_hw = _conv_out_hw(input_hw, w.shape[2:], stride, padding)
     _check_gy(gy, gy.shape[0], w.shape[0], out_hw,
               f"input {input_hw} with weight {tuple(w.shape)}, stride {stride}, padding {padding}")
-    return _impl(gy, w).conv2d_grad_input(gy, w, input_hw, stride, padding)
+    activation = _activation_arg("conv2d_grad_input", gy, activation)
+    impl = _impl(gy, w)
+    if activation is not None and backend.is_cupy_array(gy):   # a pass of its own there
+        gy, activation = impl.leaky_relu_grad(gy, *activation), None
+    if activation is None:
+        return impl.conv2d_grad_input(gy, w, input_hw, stride, padding)
+    return impl.conv2d_grad_input(gy, w, input_hw, stride, padding, activation=activation)
 
 
-def conv2d_grad_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), patches=None):
+def conv2d_grad_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), patches=None,
+                       activation=None):
     """gw (O, C, kh, kw) = sum_{n,i,j} gy[n,o,i,j] * x[n, c, i*sh-ph+a, j*sw-pw+b].
 
-    patches: what conv2d(x, ..., keep_patches=True) returned with the same x, or None."""
+    patches: what conv2d(x, ..., keep_patches=True) returned with the same x, or None.
+    activation: as for conv2d_grad_input."""
     x, gy = _prepare(("x", "gy"), (x, gy), ((4,), (4,)), writeable=True)
     stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
     kernel_hw = _pair(kernel_hw, "kernel_hw", 1)
     out_hw = _conv_out_hw(x.shape[2:], kernel_hw, stride, padding)
     _check_gy(gy, x.shape[0], gy.shape[1], out_hw,
               f"input {tuple(x.shape)} with kernel {kernel_hw}, stride {stride}, padding {padding}")
-    return _impl(x, gy).conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=patches)
+    activation = _activation_arg("conv2d_grad_weight", gy, activation)
+    impl = _impl(x, gy)
+    if activation is not None and backend.is_cupy_array(gy):   # a pass of its own there
+        gy, activation = impl.leaky_relu_grad(gy, *activation), None
+    if activation is None:
+        return impl.conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=patches)
+    return impl.conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=patches,
+                                   activation=activation)
 
 
 # --- batch normalisation ------------------------------------------------------------------------

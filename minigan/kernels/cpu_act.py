@@ -78,3 +78,10 @@ def leaky_relu_grad(gy, x, negative_slope):
     run_tasks(_leaky_grad, _tasks(x.size), x.size, gy.reshape(-1), x.reshape(-1),
               x.dtype.type(negative_slope), gx.reshape(-1), scale=_SPLIT_SCALE)
     return gx
+
+
+def leaky_relu_grad_on_this_thread(gy, x, negative_slope, gx):
+    """:func:`leaky_relu_grad` into gx, on the calling thread alone (all C-contiguous, the same
+    shape): for a kernel that already runs on the pool's threads."""
+    _leaky_grad(gy.reshape(-1), x.reshape(-1), x.dtype.type(negative_slope), gx.reshape(-1), 0,
+                _tasks(x.size))

@@ -42,7 +42,8 @@ import numba
 import numpy as np
 
 from . import cpu_memory, cpu_winograd
-from .cpu_act import leaky_relu_, leaky_relu_on_this_thread_
+from .cpu_act import (leaky_relu_, leaky_relu_grad, leaky_relu_grad_on_this_thread,
+                      leaky_relu_on_this_thread_)
 from .cpu_gemm import blas_on_calling_threads, matmul
 from .cpu_threads import run_tasks
 
@@ -291,7 +292,19 @@ def _forward_images(x, wk, g, y3, patches, slope, t0, t1):
             leaky_relu_on_this_thread_(y3[n0:n0 + m], slope)
 
 
-def _grad_input_images(gy3, wk, g, gx, t0, t1):
+def _gy_chunk(gy3, n0, m, activation):
+    """Images n0 .. n0+m-1 of gy3 (N, O, P); with activation = (z3, slope), times the derivative
+    of the LeakyReLU that followed the convolution, read from its output z3 (1 where z > 0,
+    else slope): made in a work array while the chunk is in cache."""
+    if activation is None:
+        return gy3[n0:n0 + m]
+    z3, slope = activation
+    out = cpu_memory.work("conv_gy_act", (m,) + gy3.shape[1:], gy3.dtype)
+    leaky_relu_grad_on_this_thread(gy3[n0:n0 + m], z3[n0:n0 + m], slope, out)
+    return out
+
+
+def _grad_input_images(gy3, wk, g, gx, activation, t0, t1):
     """gx[n] for images t0 <= n < t1: dcols = gy.T @ wk, summed back onto the pixels."""
     N, C, H, W = gx.shape
     kh, kw, sh, sw, ph, pw, Ho, Wo = g
@@ -300,15 +313,16 @@ def _grad_input_images(gy3, wk, g, gx, t0, t1):
     nb = _images_per_chunk(t1 - t0, K * P, gx.itemsize)
     for n0 in range(t0, t1, nb):
         m = min(nb, t1 - n0)
+        gy = _gy_chunk(gy3, n0, m, activation)
         dcols = cpu_memory.work("conv_cols", (m * P, K), gx.dtype)
         if K <= SMALL_K:  # one (P, K) = (P, O) @ (O, K) per image, gy read in place
-            np.matmul(gy3[n0:n0 + m].transpose(0, 2, 1), wk, out=dcols.reshape(m, P, K))
+            np.matmul(gy.transpose(0, 2, 1), wk, out=dcols.reshape(m, P, K))
         else:
-            np.matmul(_to_cnhw(gy3, n0, m).T, wk, out=dcols)
+            np.matmul(_to_cnhw(gy, 0, m).T, wk, out=dcols)
         _col2im(dcols, n0, kh, kw, sh, sw, ph, pw, Ho, Wo, gx, 0, m * H)
 
 
-def _grad_weight_images(x, gy3, g, patches, t0, t1):
+def _grad_weight_images(x, gy3, g, patches, activation, t0, t1):
     """This thread's part of gwk (O, kh*kw*C): the sum over images t0 <= n < t1 of
     gy[n] (O, P) @ cols[n] (P, K), as a new array (not a work array: one pool thread may do
     two parts in turn)."""
@@ -327,12 +341,13 @@ def _grad_weight_images(x, gy3, g, patches, t0, t1):
         # np.matmul cannot accumulate into its output (no BLAS beta), so chunks after the first
         # go to a partial sum that is then added.
         dst = total if n0 == t0 else cpu_memory.work("conv_gw_part", (O, K), x.dtype)
+        gy = _gy_chunk(gy3, n0, m, activation)
         if K <= SMALL_K:  # one (O, K) = (O, P) @ (P, K) per image, gy read in place, then summed
             per_image = cpu_memory.work("conv_gw_images", (m, O, K), x.dtype)
-            np.matmul(gy3[n0:n0 + m], cols.reshape(m, P, K), out=per_image)
+            np.matmul(gy, cols.reshape(m, P, K), out=per_image)
             np.sum(per_image, axis=0, out=dst)
         else:
-            np.matmul(_to_cnhw(gy3, n0, m), cols, out=dst)
+            np.matmul(_to_cnhw(gy, 0, m), cols, out=dst)
         if n0 != t0:
             total += dst
     return total
@@ -376,17 +391,22 @@ def conv2d(x, w, stride, padding, keep_patches=False, negative_slope=None):
     return (y, patches) if keep_patches else y
 
 
-def conv2d_grad_input(gy, w, input_hw, stride, padding):
+def conv2d_grad_input(gy, w, input_hw, stride, padding, activation=None):
     """gx (N, C, H, W) = adjoint of conv2d in x applied to gy (N, O, Ho, Wo).
 
     gx[n, c, h, w] = sum_{o, i, j, a, b : i*sh-ph+a = h, j*sw-pw+b = w} gy[n, o, i, j] w[o, c, a, b];
     this is also ConvTranspose2d's forward with the weight read as (in=O, out=C, kh, kw).
+    activation = (z, slope): gy is the gradient at z = leaky_relu(conv2d(x, w), slope), and the
+    activation's derivative is applied to it first (on im2col's path chunk by chunk).
     """
     N, O, Ho, Wo = gy.shape
     _, C, kh, kw = w.shape
     H, W = input_hw
-    if (cpu_winograd.applies((H, W), w.shape, stride, padding)
-            and (H, W) == (2 * Ho, 2 * Wo)):
+    winograd = (cpu_winograd.applies((H, W), w.shape, stride, padding)
+                and (H, W) == (2 * Ho, 2 * Wo))
+    if activation is not None and (winograd or _is_dense(H, W, kh, kw, padding)):
+        gy, activation = leaky_relu_grad(gy, *activation), None
+    if winograd:
         return cpu_winograd.conv2d_grad_input(gy, w)
     K, P = C * kh * kw, Ho * Wo
     gx = cpu_memory.empty((N, C, H, W), gy.dtype)
@@ -397,15 +417,20 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding):
     wk = _weight_taps_last(w)
     with blas_on_calling_threads() as parts:
         run_tasks(_grad_input_images, N, N * P * K, gy.reshape(N, O, P), wk, g, gx,
-                  max_parts=parts)
+                  _activation3(activation, N, O, P), max_parts=parts)
     return gx
 
 
-def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None):
+def _activation3(activation, N, O, P):
+    """(z, slope) with z seen as (N, O, P), or None."""
+    return None if activation is None else (activation[0].reshape(N, O, P), activation[1])
+
+
+def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None, activation=None):
     """gw (O, C, kh, kw): gw[o, c, a, b] = sum_{n, i, j} gy[n, o, i, j] x[n, c, i*sh-ph+a, j*sw-pw+b].
 
     patches: the im2col matrix of x that ``conv2d(..., keep_patches=True)`` returned, or None to
-    gather it here."""
+    gather it here. activation: as for :func:`conv2d_grad_input`."""
     N, C, H, W = x.shape
     _, O, Ho, Wo = gy.shape
     kh, kw = kernel_hw
@@ -414,8 +439,11 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None):
     if winograd_tiles and ((kh, kw), tuple(stride), tuple(padding)) != ((4, 4), (2, 2), (1, 1)):
         raise ValueError(f"conv2d_grad_weight: patches {patches.shape} are Winograd's, for 4x4 "
                          f"kernels with stride 2 and padding 1, not {kernel_hw} {stride} {padding}")
-    if winograd_tiles or (patches is None and
-                          cpu_winograd.applies((H, W), (O, C, kh, kw), stride, padding)):
+    winograd = winograd_tiles or (patches is None and
+                                  cpu_winograd.applies((H, W), (O, C, kh, kw), stride, padding))
+    if activation is not None and (winograd or _is_dense(H, W, kh, kw, padding)):
+        gy, activation = leaky_relu_grad(gy, *activation), None   # a pass of its own there
+    if winograd:
         return cpu_winograd.conv2d_grad_weight(x, gy, patches)
     K, P = C * kh * kw, Ho * Wo
     gw = cpu_memory.empty((O, C, kh, kw), x.dtype)
@@ -431,7 +459,7 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None):
     g = (kh, kw, *stride, *padding, Ho, Wo)
     with blas_on_calling_threads() as parts:
         sums = run_tasks(_grad_weight_images, N, N * P * K, x, gy.reshape(N, O, P), g, patches,
-                         max_parts=parts)
+                         _activation3(activation, N, O, P), max_parts=parts)
     # gw in im2col's (a, b, c) column order, permuted to (O, C, kh, kw)
     for part in sums[1:]:
         sums[0] += part
