@@ -15,6 +15,8 @@ Ho = (H + 2*ph - kh)//sh + 1, Wo likewise):
 * ``conv2d_grad_input(gy, w, input_hw, stride, padding) -> gx``: the adjoint of conv2d in x; also
   ConvTranspose2d's forward with weight (in=O, out=C, kh, kw), ``input_hw`` picking the output size.
 * ``conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None) -> gw`` (O, C, kh, kw).
+  Both gradients take ``activation=(z, slope)`` when gy is the gradient at z, the output of
+  conv2d(..., negative_slope=slope): the activation's derivative is applied to gy first.
 * ``batchnorm_stats(x) -> (mean, var)`` per channel, shapes (C,), var biased; x (N, C) or NCHW.
 * ``batchnorm_forward(x, mean, invstd, weight, bias) -> y = (x - mean)*invstd*weight + bias``.
 * ``batchnorm_backward(gy, x, mean, invstd, weight) -> (gx, gweight, gbias)``, training mode.
