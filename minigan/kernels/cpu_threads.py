@@ -85,7 +85,7 @@ def run_tasks(kernel, ntasks, elements, *args, scale=1, max_parts=None):
 # calls, take ~70 us each way to start and to report back on these virtual machines. A kernel
 # made of phases that each need all of the one before (Winograd's weights, then its images) runs
 # them with run_phases instead: the threads wait for each other between phases awake, at a
-# barrier in numba code that holds no GIL (D2's weight gradient, three phases: 3.7 -> 3.3 ms).
+# barrier in numba code that holds no GIL (benchmarks/RESULTS.md, issue 16).
 
 PHASES_TOGETHER = True
 

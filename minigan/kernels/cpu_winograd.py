@@ -64,9 +64,9 @@ BT = np.array([[2, -1, -2, 1, 0],
 _GG = {np.dtype(t).char: np.kron(G, G).astype(t) for t in (np.float32, np.float64)}
 
 # On by default; False keeps these layers on im2col. Its float32 results differ from the exact
-# sum by ~1.5e-6 of the output's scale (rms, 256 channels; im2col 3.4e-7): the GEMMs accumulate
-# the points' larger values, which the inverse transform cancels. Like cuDNN's Winograd, a speed
-# for accuracy trade well inside float32 training's noise (benchmarks/RESULTS.md, issue 16).
+# sum by ~4x im2col's rounding (~1.5e-6 of the output's scale): the GEMMs accumulate the points'
+# larger values, which the inverse transform cancels. Like cuDNN's Winograd, a speed for
+# accuracy trade well inside float32 training's noise (benchmarks/RESULTS.md, issue 16).
 ENABLED = True
 
 # Layers with fewer channels on either side stay on im2col: the 25 products are then too thin
