@@ -354,7 +354,7 @@ def test_emulated_conv_matches_reference(emulated, case, dtype):
         np.testing.assert_allclose(got, want, **_tol(dtype))
 
 
-def test_emulated_conv_with_activation_is_the_activation_of_the_conv(emulated):
+def test_emulated_conv_with_activation_and_its_gradients(emulated):
     N, C, H, W, O, kh, kw, s, p = OTHER_CONVS["odd sizes, rows left over"]
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((O, C, kh, kw))
@@ -362,6 +362,13 @@ def test_emulated_conv_with_activation_is_the_activation_of_the_conv(emulated):
     want = ref_conv2d(x, w, s, p)
     np.testing.assert_allclose(y, np.where(want > 0, want, 0.2 * want), rtol=1e-10, atol=1e-12)
     assert patches is None
+    gz = rng.standard_normal(y.shape)
+    gy = np.where(y > 0, gz, 0.2 * gz)   # the activation's derivative, applied by the kernels
+    np.testing.assert_allclose(gpu.conv2d_grad_input(gz, w, (H, W), s, p, activation=(y, 0.2)),
+                               ref_conv2d_grad_input(gy, w, (H, W), s, p), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gpu.conv2d_grad_weight(x, gz, (kh, kw), s, p, activation=(y, 0.2)),
+                               ref_conv2d_grad_weight(x, gy, (kh, kw), s, p), rtol=1e-10,
+                               atol=1e-12)
 
 
 def test_emulated_conv_grads_are_adjoints(emulated):

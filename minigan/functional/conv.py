@@ -117,8 +117,7 @@ class Conv2dLeakyReLU(Conv2d):
         gw = (kernels.conv2d_grad_weight(x.data, gz.data, w.shape[2:], self.stride,
                                          self.padding, patches=patches, activation=activation)
               if need[1] else None)
-        return (None if gx is None else Tensor._wrap(gx)), (None if gw is None else
-                                                           Tensor._wrap(gw))
+        return tuple(None if g is None else Tensor._wrap(g) for g in (gx, gw))
 
 
 class ConvTranspose2d(Function):

@@ -155,12 +155,7 @@ def conv2d_grad_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), activation
     _check_gy(gy, gy.shape[0], w.shape[0], out_hw,
               f"input {input_hw} with weight {tuple(w.shape)}, stride {stride}, padding {padding}")
     activation = _activation_arg("conv2d_grad_input", gy, activation)
-    impl = _impl(gy, w)
-    if activation is not None and backend.is_cupy_array(gy):   # a pass of its own there
-        gy, activation = impl.leaky_relu_grad(gy, *activation), None
-    if activation is None:
-        return impl.conv2d_grad_input(gy, w, input_hw, stride, padding)
-    return impl.conv2d_grad_input(gy, w, input_hw, stride, padding, activation=activation)
+    return _impl(gy, w).conv2d_grad_input(gy, w, input_hw, stride, padding, activation=activation)
 
 
 def conv2d_grad_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), patches=None,
@@ -176,13 +171,8 @@ def conv2d_grad_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), patches=
     _check_gy(gy, x.shape[0], gy.shape[1], out_hw,
               f"input {tuple(x.shape)} with kernel {kernel_hw}, stride {stride}, padding {padding}")
     activation = _activation_arg("conv2d_grad_weight", gy, activation)
-    impl = _impl(x, gy)
-    if activation is not None and backend.is_cupy_array(gy):   # a pass of its own there
-        gy, activation = impl.leaky_relu_grad(gy, *activation), None
-    if activation is None:
-        return impl.conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=patches)
-    return impl.conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=patches,
-                                   activation=activation)
+    return _impl(x, gy).conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=patches,
+                                           activation=activation)
 
 
 # --- batch normalisation ------------------------------------------------------------------------

@@ -164,13 +164,17 @@ def _gy_channel_major(gy):
     return cp.ascontiguousarray(gy.reshape(N, O, Ho * Wo).transpose(1, 0, 2)).reshape(O, N * Ho * Wo)
 
 
-def conv2d_grad_input(gy, w, input_hw, stride, padding):
+def conv2d_grad_input(gy, w, input_hw, stride, padding, activation=None):
     """The adjoint of conv2d in x: gx (N, C, H, W) from gy (N, O, Ho, Wo) and w (O, C, kh, kw).
 
     gx[n, c, h, w] = sum of w[o, c, i, j] * gy[n, o, p, q] over o and every (i, j, p, q) with
     p*sh - ph + i == h and q*sw - pw + j == w. This is also ConvTranspose2d's forward pass.
     ``input_hw`` = (H, W) is needed because several H give the same Ho when sh > 1.
+    activation = (z, slope): the LeakyReLU's derivative at its output z is applied to gy first,
+    in a pass of its own here.
     """
+    if activation is not None:
+        gy = leaky_relu_grad(gy, *activation)
     gy = _array("gy", gy, 4)
     w = _array("w", w, 4, gy.dtype)
     N, O, Ho, Wo = gy.shape
@@ -188,10 +192,13 @@ def conv2d_grad_input(gy, w, input_hw, stride, padding):
     return _col2im(gcols, N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)
 
 
-def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None):
+def conv2d_grad_weight(x, gy, kernel_hw, stride, padding, patches=None, activation=None):
     """gw[o, c, i, j] = sum_{n,p,q} gy[n, o, p, q] * xpad[n, c, p*sh + i, q*sw + j], shape (O, C, kh, kw).
 
-    ``patches`` must be None here: conv2d on the GPU keeps none."""
+    ``patches`` must be None here: conv2d on the GPU keeps none. activation: as for
+    conv2d_grad_input."""
+    if activation is not None:
+        gy = leaky_relu_grad(gy, *activation)
     if patches is not None:
         raise ValueError("conv2d_grad_weight: the GPU kernels take no kept patches (got an array "
                          "from the CPU's conv2d?)")
