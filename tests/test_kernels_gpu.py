@@ -315,7 +315,7 @@ class _HostRawKernel:
 
 _fake_cupy = types.SimpleNamespace(
     ndarray=np.ndarray, empty=np.empty, empty_like=np.empty_like, matmul=np.matmul,
-    ascontiguousarray=np.ascontiguousarray, RawKernel=_HostRawKernel)
+    ascontiguousarray=np.ascontiguousarray, sqrt=np.sqrt, RawKernel=_HostRawKernel)
 
 
 @pytest.fixture(params=gpu_sources.INDEX_TYPES)
@@ -409,6 +409,16 @@ def test_emulated_batchnorm_matches_reference(emulated, shape, dtype):
         for g, r in zip(got, ref_bn_backward(gy, x, mean, invstd, wt)):
             assert g.dtype == dtype
             np.testing.assert_allclose(g, r, **_tol(dtype))
+
+    # the training forward in one call: the statistics, invstd and the forward above
+    want_invstd = (1.0 / np.sqrt(var + 1e-5)).astype(dtype)
+    for slope in (1.0, 0.2):
+        z, m, v, inv = gpu.batchnorm_train_forward(x, weight, bias, 1e-5, slope)
+        y = gpu.batchnorm_forward(x, mean, want_invstd, weight, bias)
+        for got, want in ((z, np.where(y > 0, y, y * dtype(slope))), (m, mean), (v, var),
+                          (inv, want_invstd)):
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, want)
 
 
 def test_emulated_batchnorm_stats_survive_large_offset(emulated):

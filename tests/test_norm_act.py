@@ -71,6 +71,42 @@ def test_fused_kernels_reject_a_negative_slope_and_mismatched_shapes():
         kernels.batchnorm_leaky_relu_forward(x, mean, invstd, np.ones(3), None, 0.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", SLOPES)
+@pytest.mark.parametrize("shape, affine", [((6, 3), True), ((4, 5, 3, 2), False),
+                                           ((64, 128, 7, 7), True), ((64, 40, 14, 14), False)])
+def test_train_forward_gives_the_statistics_and_forward_bit_for_bit(shape, affine, slope, dtype):
+    # (64, 128, 7, 7) has fewer numbers than cpu_norm splits over the cores, (64, 40, 14, 14)
+    # more: the statistics and the forward in one pass of the threads give the numbers of the
+    # statistics kernel, NumPy's invstd and the forward kernel, on one thread and split.
+    rng = np.random.default_rng(shape[1] + int(slope * 10))
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    C = shape[1]
+    weight, bias = ((rng.standard_normal(C).astype(dtype), rng.standard_normal(C).astype(dtype))
+                    if affine else (None, None))
+    z, mean, var, invstd = kernels.batchnorm_train_forward(x, weight, bias, 1e-3, slope)
+    want_mean, want_var = kernels.batchnorm_stats(x)
+    want_invstd = (1.0 / np.sqrt(want_var + 1e-3)).astype(dtype)
+    want_z = kernels.batchnorm_leaky_relu_forward(x, want_mean, want_invstd, weight, bias, slope)
+    for got, want in ((z, want_z), (mean, want_mean), (var, want_var), (invstd, want_invstd)):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_train_forward_rejects_bad_input():
+    x = np.ones((4, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="negative_slope >= 0"):
+        kernels.batchnorm_train_forward(x, None, None, 1e-5, -0.2)
+    with pytest.raises(ValueError, match="eps must be >= 0, got -1"):
+        kernels.batchnorm_train_forward(x, None, None, -1.0)
+    with pytest.raises(ValueError, match="bias has shape"):
+        kernels.batchnorm_train_forward(x, np.ones(2, np.float32), np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="float64"):
+        kernels.batchnorm_train_forward(x, np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match="at least one"):
+        kernels.batchnorm_train_forward(x[:0])
+
+
 # --- F.batch_norm_leaky_relu --------------------------------------------------------------------
 
 @FAST

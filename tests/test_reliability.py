@@ -359,6 +359,9 @@ def _kernel_cases(rng):
         "batchnorm_stats": (kernels.batchnorm_stats, (x,)),
         "batchnorm_forward": (kernels.batchnorm_forward, (x, mean, invstd, weight, bias)),
         "batchnorm_backward": (kernels.batchnorm_backward, (x * 0.5, x, mean, invstd, weight)),
+        "batchnorm_train_forward": (
+            lambda x, weight, bias: kernels.batchnorm_train_forward(x, weight, bias, 1e-5, 0.2),
+            (x, weight, bias)),
         "leaky_relu": (lambda x: kernels.leaky_relu(x, 0.2), (x,)),
         "leaky_relu_grad": (lambda gy, x: kernels.leaky_relu_grad(gy, x, 0.2), (x * 2, x)),
     }

@@ -34,9 +34,13 @@ class BatchNormTrain(Function):
     statistics recomputed from x), so second derivatives are right, not zero."""
     saved_inputs = (0, 1)   # x and weight; the bias gradient needs only gy
 
-    def forward(self, x, weight=None, bias=None, mean=None, invstd=None, eps=1e-5):
-        self.mean, self.invstd, self.eps = mean, invstd, eps
-        return kernels.batchnorm_forward(x, mean, invstd, weight, bias)
+    def forward(self, x, weight=None, bias=None, eps=1e-5, stats=None):
+        """``stats``, a list, receives the batch's (mean, var) for the running estimates."""
+        y, self.mean, var, self.invstd = kernels.batchnorm_train_forward(x, weight, bias, eps)
+        self.eps = eps
+        if stats is not None:
+            stats.extend((self.mean, var))
+        return y
 
     def backward(self, gy):
         x = self.inputs[0]
@@ -66,11 +70,12 @@ class BatchNormLeakyReLUTrain(BatchNormTrain):
     stored, and the activation's gradient (1 where z > 0, else the slope: z > 0 exactly where
     y > 0) is applied inside batch norm's backward instead of in a pass of its own."""
 
-    def forward(self, x, weight=None, bias=None, mean=None, invstd=None, eps=1e-5,
-                negative_slope=0.0):
-        self.mean, self.invstd, self.eps, self.slope = mean, invstd, eps, negative_slope
-        self.z = kernels.batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias,
-                                                      negative_slope)
+    def forward(self, x, weight=None, bias=None, eps=1e-5, negative_slope=0.0, stats=None):
+        self.z, self.mean, var, self.invstd = kernels.batchnorm_train_forward(
+            x, weight, bias, eps, negative_slope)
+        self.eps, self.slope = eps, negative_slope
+        if stats is not None:
+            stats.extend((self.mean, var))
         return self.z
 
     def backward(self, gz):
@@ -160,15 +165,13 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training,  # noq
     if count <= 1:
         raise ValueError(f"batch_norm in training mode needs more than one value per channel, "
                          f"got input shape {x.shape}")
-    mean, var = kernels.batchnorm_stats(x.data)
-    xp = backend.array_module(x.data)
-    invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+    stats = []
     if negative_slope is None:
-        y = BatchNormTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd, eps=eps)
+        y = BatchNormTrain.apply(x, *affine, eps=eps, stats=stats)
     else:
-        y = BatchNormLeakyReLUTrain.apply(x, *affine, mean=mean.astype(x.dtype), invstd=invstd,
-                                          eps=eps, negative_slope=negative_slope)
-    _update_running(running_mean, running_var, mean, var, count, momentum)
+        y = BatchNormLeakyReLUTrain.apply(x, *affine, eps=eps, negative_slope=negative_slope,
+                                          stats=stats)
+    _update_running(running_mean, running_var, *stats, count, momentum)
     return y
 
 
@@ -325,21 +328,17 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         raise ValueError(f"instance_norm needs more than one value per channel, got input shape "
                          f"{x.shape}")
     flat = reshape(x, (1, n * channels, h, w))
-    mean, var = kernels.batchnorm_stats(flat.data)
-    xp = backend.array_module(x.data)
+    stats = []
+    y = reshape(BatchNormTrain.apply(flat, eps=eps, stats=stats), x.shape)
     if running_mean is not None:
+        mean, var = (s.reshape(n, channels).mean(axis=0) for s in stats)
         count = h * w
         running_mean.data *= 1 - momentum
-        running_mean.data += (momentum * mean.reshape(n, channels).mean(axis=0)).astype(
-            running_mean.dtype)
-        unbiased = var.reshape(n, channels).mean(axis=0) * count / (count - 1)
+        running_mean.data += (momentum * mean).astype(running_mean.dtype)
         running_var.data *= 1 - momentum
-        running_var.data += (momentum * unbiased).astype(running_var.dtype)
+        running_var.data += (momentum * var * count / (count - 1)).astype(running_var.dtype)
         running_mean._bump_version()
         running_var._bump_version()
-    invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
-    y = reshape(BatchNormTrain.apply(flat, mean=mean.astype(x.dtype), invstd=invstd, eps=eps),
-                x.shape)
     if weight is None:
         return y
     return y * _per_channel(weight, x) + _per_channel(bias, x)

@@ -24,6 +24,8 @@ Ho = (H + 2*ph - kh)//sh + 1, Wo likewise):
 * ``batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, slope) -> z`` and
   ``batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight, slope) -> (gx, gw, gb)``:
   batch norm and a LeakyReLU with slope >= 0 in one pass each way.
+* ``batchnorm_train_forward(x, weight, bias, eps, slope=1) -> (z, mean, var, invstd)``: the
+  statistics and the forward above in one call (training mode; slope 1: no activation).
 * ``adam_step(p, g, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step)``: Adam's
   update in place, in one pass (NumPy arrays only).
 """
@@ -266,6 +268,25 @@ def batchnorm_leaky_relu_forward(x, mean, invstd, weight=None, bias=None, negati
                            weight=arrays.get("weight"), bias=arrays.get("bias"))
     return _impl(x).batchnorm_leaky_relu_forward(x, arrays["mean"], arrays["invstd"],
                                                  arrays.get("weight"), arrays.get("bias"), slope)
+
+
+def batchnorm_train_forward(x, weight=None, bias=None, eps=1e-5, negative_slope=1.0):
+    """Training-mode batch norm with the batch's own statistics, then leaky_relu(negative_slope)
+    (1, the default: none; 0: ReLU), in one call: returns (z, mean, var, invstd), each in x's
+    dtype, var biased and invstd = 1/sqrt(var + eps): the numbers batchnorm_stats, that invstd
+    and batchnorm_leaky_relu_forward give, with one pass of the threads instead of two."""
+    slope = _check_fusable_slope(negative_slope)
+    if not eps >= 0:
+        raise ValueError(f"batchnorm_train_forward: eps must be >= 0, got {eps}")
+    names = ["x"] + [n for n, v in (("weight", weight), ("bias", bias)) if v is not None]
+    given = [v for v in (x, weight, bias) if v is not None]
+    arrays = dict(zip(names, _prepare(names, given, [(2, 4)] + [(1,)] * (len(given) - 1))))
+    x = arrays["x"]
+    _check_not_empty(x)
+    _check_channel_vectors(x.shape[1], x.shape, weight=arrays.get("weight"),
+                           bias=arrays.get("bias"))
+    return _impl(x).batchnorm_train_forward(x, arrays.get("weight"), arrays.get("bias"),
+                                            float(eps), slope)
 
 
 def batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight=None, negative_slope=0.0):

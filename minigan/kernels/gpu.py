@@ -340,6 +340,18 @@ def batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, negative_slope):
     return leaky_relu(batchnorm_forward(x, mean, invstd, weight, bias), negative_slope)
 
 
+def batchnorm_train_forward(x, weight, bias, eps, negative_slope):
+    """(z, mean, var, invstd) of training-mode batch norm with the batch's statistics, then
+    leaky_relu(., negative_slope) (1: none): the statistics kernel, then the forward's."""
+    mean, var = batchnorm_stats(x)
+    invstd = (1.0 / _cp().sqrt(var + eps)).astype(x.dtype)
+    if negative_slope == 1.0:
+        z = batchnorm_forward(x, mean, invstd, weight, bias)
+    else:
+        z = batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, negative_slope)
+    return z, mean, var, invstd
+
+
 def batchnorm_leaky_relu_backward(gz, z, x, mean, invstd, weight, negative_slope):
     """(gx, gweight, gbias) of z = leaky_relu(batchnorm(x)), negative_slope >= 0: z > 0 exactly
     where the activation's input is, so its gradient mask is read from z."""
