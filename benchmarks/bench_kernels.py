@@ -179,27 +179,16 @@ def point_case(spec, batch, dtype, rng, device="cpu"):
     host["weight"] = rng.standard_normal(c).astype(dtype)
     host["bias"] = rng.standard_normal(c).astype(dtype)
     x, gy, weight, bias = (backend.to_device(host[k], device) for k in ("x", "gy", "weight", "bias"))
-    xp = backend.array_module(x)
     eps = 1e-5
-    if kind == "bn":
+    if kind in ("bn", "bnact"):   # as F.batch_norm(_leaky_relu) runs them in training mode
+        bn_slope = 1.0 if kind == "bn" else slope
+
         def fwd():
-            mean, var = K.batchnorm_stats(x)
-            invstd = 1.0 / xp.sqrt(var + dtype(eps))
-            return K.batchnorm_forward(x, mean, invstd, weight, bias), mean, invstd
+            return K.batchnorm_train_forward(x, weight, bias, eps, bn_slope)
 
         def fwdbwd():
-            _, mean, invstd = fwd()
-            K.batchnorm_backward(gy, x, mean, invstd, weight)
-    elif kind == "bnact":
-        def fwd():
-            mean, var = K.batchnorm_stats(x)
-            invstd = 1.0 / xp.sqrt(var + dtype(eps))
-            z = K.batchnorm_leaky_relu_forward(x, mean, invstd, weight, bias, slope)
-            return z, mean, invstd
-
-        def fwdbwd():
-            z, mean, invstd = fwd()
-            K.batchnorm_leaky_relu_backward(gy, z, x, mean, invstd, weight, slope)
+            z, mean, _, invstd = fwd()
+            K.batchnorm_leaky_relu_backward(gy, z, x, mean, invstd, weight, bn_slope)
     else:
         def fwd():
             return K.leaky_relu(x, slope)
@@ -253,6 +242,7 @@ def first_call_seconds(dtype, device="cpu"):
     invstd = 1.0 / xp.sqrt(var + dtype(1e-5))
     K.batchnorm_forward(x, mean, invstd, None, None)
     K.batchnorm_backward(x, x, mean, invstd, None)
+    K.batchnorm_train_forward(x, None, None, 1e-5, 0.2)
     K.leaky_relu_grad(x, K.leaky_relu(x, 0.2), 0.2)
     _synchronise(device)
     return time.perf_counter() - t0

@@ -156,8 +156,8 @@ def install(rec):
     for name in ("conv2d", "conv2d_grad_input", "conv2d_grad_weight"):
         rec.op(cpu, name, conv_label)
     for name in ("batchnorm_stats", "batchnorm_forward", "batchnorm_backward",
-                 "batchnorm_leaky_relu_forward", "batchnorm_leaky_relu_backward", "leaky_relu",
-                 "leaky_relu_grad"):
+                 "batchnorm_leaky_relu_forward", "batchnorm_leaky_relu_backward",
+                 "batchnorm_train_forward", "leaky_relu", "leaky_relu_grad"):
         rec.op(cpu, name, point_label)
     rec.phase(cpu_conv, "_gather", "gather")
     rec.phase(cpu_conv, "_col2im", "col2im")
@@ -167,7 +167,7 @@ def install(rec):
     rec.phase(cpu_winograd, "_points_to_taps", "layout")
     for name in ("_nhwc_to_nchw", "_to_cnhw", "_weight_taps_last"):
         rec.phase(cpu_conv, name, "layout")
-    for name in ("_stats", "_forward", "_backward"):
+    for name in ("_stats", "_forward", "_backward", "_train_forward"):
         rec.phase(cpu_norm, name, "bn")
     for name in ("_leaky", "_leaky_grad"):
         rec.phase(cpu_act, name, "act")

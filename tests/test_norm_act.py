@@ -15,6 +15,7 @@ from minigan import kernels, nn
 from minigan.autograd import Tensor, grad
 from minigan.functional.activation import LeakyReLU as LeakyReLUOp
 from minigan.functional.norm import BatchNormLeakyReLUTrain
+from minigan.kernels import cpu_threads
 from minigan.testing import gradcheck, gradgradcheck
 
 FAST = settings(max_examples=20, deadline=None)
@@ -74,11 +75,13 @@ def test_fused_kernels_reject_a_negative_slope_and_mismatched_shapes():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("slope", SLOPES)
 @pytest.mark.parametrize("shape, affine", [((6, 3), True), ((4, 5, 3, 2), False),
-                                           ((64, 128, 7, 7), True), ((64, 40, 14, 14), False)])
-def test_train_forward_gives_the_statistics_and_forward_bit_for_bit(shape, affine, slope, dtype):
-    # (64, 128, 7, 7) has fewer numbers than cpu_norm splits over the cores, (64, 40, 14, 14)
-    # more: the statistics and the forward in one pass of the threads give the numbers of the
-    # statistics kernel, NumPy's invstd and the forward kernel, on one thread and split.
+                                           ((64, 24, 7, 7), True), ((16, 40, 14, 14), False)])
+@pytest.mark.parametrize("threads", ["one", "split"])
+def test_train_forward_gives_the_statistics_and_forward_bit_for_bit(shape, affine, slope, dtype,
+                                                                    threads, monkeypatch):
+    # the statistics and the forward in one pass of the threads give the numbers of the
+    # statistics kernel, NumPy's invstd and the forward kernel, on one thread and split
+    monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_ELEMENTS", 1 << 40 if threads == "one" else 1)
     rng = np.random.default_rng(shape[1] + int(slope * 10))
     x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
     C = shape[1]

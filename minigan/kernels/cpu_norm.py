@@ -23,10 +23,10 @@ _FAST = {"reassoc", "contract"}
 # numbers, 100 KB apart, left the hardware prefetchers behind: G2's batch-norm backward at batch
 # 64 took 2.2x as long on one core.
 _RUN = 1024
-# Split over the cores from SPLIT_SCALE * cpu_threads.MIN_PARALLEL_ELEMENTS = 2^19 elements: the
-# three hand-offs of a batch norm's forward and backward cost more than a second core saves on
-# D2's (64, 128, 7, 7), less than it saves on G1's (64, 256, 7, 7).
-SPLIT_SCALE = 8
+# Split over the cores from SPLIT_SCALE * cpu_threads.MIN_PARALLEL_ELEMENTS = 2^18 elements: a
+# batch norm's forward and its backward are one hand-off each, which a second core repays on
+# D2's (64, 128, 7, 7), 401,408 numbers.
+SPLIT_SCALE = 4
 
 
 def _groups(x):
@@ -37,38 +37,45 @@ def _groups(x):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-def _stats(x, per, mean, var, t0, t1):
+def _channel_stats(x, c0, c1, mean, var):
     """mean[c] = sum x[:, c, :] / M and var[c] = sum (x[:, c, :] - mean[c])**2 / M, M = N*S,
-    for the channels of tasks t0 <= t < t1 (``per`` neighbouring channels a task).
+    for the neighbouring channels c0 <= c < c1.
 
     Two passes over the channels (the second mostly hits the cache) rather than sum of squares
     minus squared mean, which cancels catastrophically when |mean| >> std.
     """
     N, C, S = x.shape
     M = N * S
+    for c in range(c0, c1):
+        mean[c] = 0.0
+        var[c] = 0.0
+    for n in range(N):
+        for c in range(c0, c1):
+            s = 0.0
+            for p in range(S):
+                s += x[n, c, p]
+            mean[c] += s
+    for c in range(c0, c1):
+        mean[c] /= M
+    for n in range(N):
+        for c in range(c0, c1):
+            mu = mean[c]
+            q = 0.0
+            for p in range(S):
+                d = x[n, c, p] - mu
+                q += d * d
+            var[c] += q
+    for c in range(c0, c1):
+        var[c] /= M
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _stats(x, per, mean, var, t0, t1):
+    """_channel_stats of the channels of tasks t0 <= t < t1, ``per`` neighbouring channels a
+    task (mean and var float64)."""
+    C = x.shape[1]
     for t in range(t0, t1):
-        c0, c1 = t * per, min(C, (t + 1) * per)
-        for c in range(c0, c1):
-            mean[c] = 0.0
-            var[c] = 0.0
-        for n in range(N):
-            for c in range(c0, c1):
-                s = 0.0
-                for p in range(S):
-                    s += x[n, c, p]
-                mean[c] += s
-        for c in range(c0, c1):
-            mean[c] /= M
-        for n in range(N):
-            for c in range(c0, c1):
-                mu = mean[c]
-                q = 0.0
-                for p in range(S):
-                    d = x[n, c, p] - mu
-                    q += d * d
-                var[c] += q
-        for c in range(c0, c1):
-            var[c] /= M
+        _channel_stats(x, t * per, min(C, (t + 1) * per), mean, var)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
@@ -133,14 +140,14 @@ def _backward(gz, z, x, mean, invstd, weight, slope, per, gx, gweight, gbias, t0
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
 def _train_forward(x, per, eps, weight, bias, slope, mean64, var64, mean, var, invstd, z, t0, t1):
     """Training-mode z = leaky(batchnorm(x)) with the batch's statistics, for the channels of
-    tasks t0 <= t < t1: each task takes _stats of its ``per`` channels (float64 mean64, var64),
-    rounds them to x's dtype (mean, var), forms invstd = 1 / sqrt(var + eps) and then writes z
-    for the same channels while they are still in cache: the numbers _stats, the NumPy invstd
-    and _forward give, in one pass of the threads instead of two."""
+    tasks t0 <= t < t1: each task takes the statistics of its ``per`` channels (float64 mean64,
+    var64), rounds them to x's dtype (mean, var), forms invstd = 1 / sqrt(var + eps) and then
+    writes z for the same channels while they are still in cache: the numbers _stats, the NumPy
+    invstd and _forward give, in one pass of the threads instead of two."""
     N, C, S = x.shape
     for t in range(t0, t1):
-        _stats(x, per, mean64, var64, t, t + 1)
         c0, c1 = t * per, min(C, (t + 1) * per)
+        _channel_stats(x, c0, c1, mean64, var64)
         for c in range(c0, c1):
             mean[c] = mean64[c]
             var[c] = var64[c]
