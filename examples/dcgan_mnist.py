@@ -26,7 +26,7 @@ ingredient):
                 draws the cluster from its share of the data with z's first coordinate. No label
                 is used. Widths 32, Adam 2e-4 for both, 2,500 iterations. Chosen by measurement
                 on the 4,500 bundled digits: FID 31.2-41.3 and classifier score 8.63-8.72 over
-                seeds 0-2, every digit drawn 6.8-13.9% of the time, 2.5 minutes a run on 2 idle
+                seeds 0-2, every digit drawn 6.8-13.9% of the time, 2-6 minutes a run on 2 idle
                 cores; two-timescale: FID 99-115, score 6.5-6.6 (benchmarks/RESULTS.md, issue 17).
     two-timescale  the best unconditional recipe: the paper's with two learning rates (Heusel
                 et al. 2017's "two time-scale" rule), G's Adam at 1.6e-3, D's at 2e-4, widths
@@ -80,7 +80,7 @@ from ._common import (TrainingRun, abort_on_error, add_common_args, add_distribu
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 # The recipes --recipe picks from; a flag given explicitly overrides its recipe's value. iters:
 # the default run's length (--iters / --epochs set another). The default's 2,500 iterations (36
-# epochs of the bundled digits) take about 2.5 minutes on 2 idle cores with the metrics.
+# epochs of the bundled digits) take 2-6 minutes on 2 idle cores with the metrics (the VMs differ).
 UNCONDITIONAL = {"clusters": 0, "ngf": 64, "ndf": 64, "iters": 2000}
 RECIPES = {
     "clusters": {"augment": "none", "ema": 0.0, "lr": 2e-4, "lr_d": 2e-4, "clusters": 100,
