@@ -36,7 +36,11 @@ class BatchNormTrain(Function):
 
     def forward(self, x, weight=None, bias=None, eps=1e-5, stats=None):
         """``stats``, a list, receives the batch's (mean, var) for the running estimates."""
-        y, self.mean, var, self.invstd = kernels.batchnorm_train_forward(x, weight, bias, eps)
+        return self._normalise(x, weight, bias, eps, 1.0, stats)
+
+    def _normalise(self, x, weight, bias, eps, negative_slope, stats):
+        y, self.mean, var, self.invstd = kernels.batchnorm_train_forward(x, weight, bias, eps,
+                                                                         negative_slope)
         self.eps = eps
         if stats is not None:
             stats.extend((self.mean, var))
@@ -71,11 +75,8 @@ class BatchNormLeakyReLUTrain(BatchNormTrain):
     y > 0) is applied inside batch norm's backward instead of in a pass of its own."""
 
     def forward(self, x, weight=None, bias=None, eps=1e-5, negative_slope=0.0, stats=None):
-        self.z, self.mean, var, self.invstd = kernels.batchnorm_train_forward(
-            x, weight, bias, eps, negative_slope)
-        self.eps, self.slope = eps, negative_slope
-        if stats is not None:
-            stats.extend((self.mean, var))
+        self.slope = negative_slope
+        self.z = self._normalise(x, weight, bias, eps, negative_slope, stats)
         return self.z
 
     def backward(self, gz):
