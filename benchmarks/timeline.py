@@ -8,7 +8,7 @@ kernels' phases (module attributes replaced and put back afterwards, so the pack
 carries nothing when this tool is not running):
 
   gather    cpu_conv._gather (im2col, with its channels-last copy of each image), and
-            cpu_winograd._transform_in (the input tiles at the 25 points)
+            cpu_winograd._transform_in and _transform_gy (the input tiles at the 25 points)
   gemm      every np.matmul inside cpu_conv, cpu_gemm and cpu_winograd (their multiply-adds
             are counted: Winograd's, not the direct convolution's)
   col2im    cpu_conv._col2im (summing the input gradient back onto the pixels), and
@@ -162,6 +162,7 @@ def install(rec):
     rec.phase(cpu_conv, "_gather", "gather")
     rec.phase(cpu_conv, "_col2im", "col2im")
     rec.phase(cpu_winograd, "_transform_in", "gather")
+    rec.phase(cpu_winograd, "_transform_gy", "gather")
     rec.phase(cpu_winograd, "_transform_out", "col2im")
     rec.phase(cpu_winograd, "_kernel_points_task", "layout")
     rec.phase(cpu_winograd, "_points_to_taps", "layout")

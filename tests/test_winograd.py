@@ -38,6 +38,46 @@ def test_written_out_transforms_are_the_matrices():
     np.testing.assert_allclose(wg._gt(*m), wg.G.T @ m, rtol=1e-14, atol=1e-14)
 
 
+def test_written_out_short_transforms_are_the_matrices():
+    """F(3, 2)'s transforms, each in the places of F(4, 2)'s points 0, 1, -1, infinity (0, 1, 2,
+    4): the point 2's place is left unused."""
+    rng = np.random.default_rng(7)
+    d, e, m = (rng.standard_normal(n) for n in (4, 3, 4))
+    short = [0, 1, 2, 4]
+    np.testing.assert_allclose(np.array(wg._bt3(*d))[short], wg.BT3 @ d, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(np.array(wg._a3(*e))[short], wg.AT3.T @ e, rtol=1e-14,
+                               atol=1e-14)
+    np.testing.assert_allclose(wg._at3(*m), wg.AT3 @ m, rtol=1e-14, atol=1e-14)
+
+
+def test_short_tile_shares_the_weights_points():
+    """AT3 [(G3 g) * (BT3 d)] = 3 outputs of the correlation, with G3 = the rows of G at F(4, 2)'s
+    points 0, 1, -1, infinity, so one U serves whole and short tiles; and its adjoint in g."""
+    rng = np.random.default_rng(8)
+    G3 = wg.G[[0, 1, 2, 4]]
+    for _ in range(5):
+        d, g, gy = rng.standard_normal(4), rng.standard_normal(2), rng.standard_normal(3)
+        direct = np.array([g[0] * d[i] + g[1] * d[i + 1] for i in range(3)])
+        np.testing.assert_allclose(wg.AT3 @ ((G3 @ g) * (wg.BT3 @ d)), direct, atol=1e-13)
+        grad_g = np.array([sum(gy[i] * d[i + a] for i in range(3)) for a in range(2)])
+        np.testing.assert_allclose(G3.T @ ((wg.AT3.T @ gy) * (wg.BT3 @ d)), grad_g, atol=1e-13)
+
+
+def test_points_are_stored_in_groups():
+    """_slot puts the 16 points every tile has first, then k = 3, l = 3 and (3, 3), one place
+    each; _groups gives each group the tiles that have its points."""
+    slots = [[wg._slot(k, l) for l in range(5)] for k in range(5)]
+    assert sorted(sum(slots, [])) == list(range(25))
+    assert sorted(slots[k][l] for k in range(5) for l in range(5) if 3 not in (k, l)) == \
+        list(range(16))
+    assert [slots[3][l] for l in (0, 1, 2, 4)] == [16, 17, 18, 19]
+    assert [slots[k][3] for k in (0, 1, 2, 4)] == [20, 21, 22, 23] and slots[3][3] == 24
+    assert list(wg._ORDER[[slots[k][l] for k in range(5) for l in range(5)]]) == list(range(25))
+    assert wg._groups(2, 3, 0, 0) == ((0, 25, 2, 3),)
+    assert wg._groups(2, 3, 1, 1) == ((0, 16, 2, 3), (16, 20, 1, 3), (20, 24, 2, 2),
+                                      (24, 25, 1, 2))
+
+
 def test_matrices_compute_four_outputs_of_a_two_tap_correlation():
     """AT [(G g) * (BT d)] = (sum_a g[a] d[i + a])_i, and its adjoint in g is the weight gradient
     G^T [(A gy) * (BT d)]."""
@@ -70,6 +110,8 @@ def _check(x, w, g, tol):
 @pytest.mark.parametrize("shape", [(3, 16, 24, 14, 14),   # the DCGAN's 14 -> 7 (2x2 tiles)
                                    (2, 16, 16, 8, 8),     # 4 -> exactly one tile
                                    (2, 20, 17, 6, 10),    # rectangular, partial tiles
+                                   (2, 16, 16, 16, 24),   # 8 x 12: whole tiles only
+                                   (2, 16, 16, 16, 10),   # whole tiles down, a short one along
                                    (1, 16, 16, 2, 2)])    # a 1x1 output
 def test_float64_matches_the_loop_references(shape):
     rng = np.random.default_rng(2)

@@ -1,5 +1,5 @@
 """The DCGAN's convolution (4x4 kernel, stride 2, padding 1) with Winograd's F(4x4, 2x2): half the
-multiplications of im2col + GEMM.
+multiplications of im2col + GEMM, or less.
 
 Why it applies: a stride-2 4x4 kernel is four 2x2 kernels, one per phase (r, s) of the input
 grid. With a = 2*alpha + r, b = 2*beta + s and the phase image
@@ -16,17 +16,25 @@ at one of the 25 points xi = (k, l) form one matrix product, so a layer becomes 
 
     M[xi] (tiles, O) = V[xi] (tiles, 4C) @ U[xi] (4C, O),   V = BT d B per tile, U = G g G^T,
 
-followed by Y = AT M A per tile. A 7x7 output takes 2x2 tiles of 4x4, so the GEMMs do
-25 * 4 / (49 * 4) = 0.51 of im2col's multiply-adds (the 8th row and column are discarded).
+followed by Y = AT M A per tile.
+
+A phase whose size is not a multiple of 4 ends in a short tile: the 7x7 output of the DCGAN's
+14 -> 7 takes 2x2 tiles, and the last row and column of them need only 3 outputs. Those use
+F(3, 2): the points 0, 1, -1 and infinity of F(4, 2) with the same rows of G, so that U is the
+same, and 4 points instead of 5. The point 2 (k = 3 down, l = 3 along) then has fewer tiles than
+the others, so the points are stored in groups (_slot, _groups), each product taking only the
+tiles that have its points. A 7x7 output costs 5*5 + 5*4 + 4*5 + 4*4 = 81 products for each
+plane instead of 100, and the GEMMs do 81 / (49 * 4) = 0.41 of im2col's multiply-adds.
 
 The same matrices serve all three passes:
 * the transposed convolution (the gradient in x, and ConvTranspose2d's forward): output phase
   (r, s), gx[2v + r - 1, 2v' + s - 1] = sum_{o, alpha', beta'} w[o, c, 2(1 - alpha') + r, ...]
   * gy[o, v + alpha' - 1, v' + beta' - 1], again a 2x2 correlation, now of gy, with the phases
-  on the output side: M[xi] (tiles, 4C) = V[xi] (tiles, O) @ U[xi] (O, 4C);
+  on the output side: M[xi] (tiles, 4C) = V[xi] (tiles, O) @ U[xi] (O, 4C) (whole tiles only:
+  the phases r = 0 and 1 need the first and the last of its Ho + 1 rows);
 * the gradient in w is the adjoint of g -> Y, so g = G^T [(A gy A^T) * (BT d B)] G: the
-  4x4 tiles of gy transformed by A = AT^T, the x tiles exactly as in the forward, and
-  M[xi] (O, 4C) = sum over tiles of Vgy[xi]^T @ V[xi].
+  4x4 tiles of gy transformed by A = AT^T (AT3^T for a short side), the x tiles exactly as in
+  the forward, and M[xi] (O, 4C) = sum over tiles of Vgy[xi]^T @ V[xi].
 
 The points are 0, 1, -1, 2 and infinity (Lavin & Gray 2016, "Fast algorithms for convolutional
 neural networks"); their float32 error on a 512-channel sum is ~2e-6 of the output's scale
@@ -60,8 +68,36 @@ BT = np.array([[2, -1, -2, 1, 0],
                [0, -1, 0, 1, 0],
                [0, 2, -1, -2, 1]], dtype=np.float64)
 
-# (G kron G)[k*5 + l, alpha*2 + beta] = G[k, alpha] G[l, beta]: a 2x2 kernel -> its 25 points
-_GG = {np.dtype(t).char: np.kron(G, G).astype(t) for t in (np.float32, np.float64)}
+# F(3, 2) for a phase's last tile when fewer than 4 outputs are left: the points 0, 1, -1 and
+# infinity of F(4, 2) with the same rows of G (G[[0, 1, 2, 4]]), so that one U serves both tiles;
+# AT3 and BT3 follow from them (tests/test_winograd.py checks the identity).
+AT3 = np.array([[1, 1, 1, 0],
+                [0, 1, -1, 0],
+                [0, 1, 1, 1]], dtype=np.float64)
+BT3 = np.array([[2, 0, -2, 0],
+                [0, -1, -1, 0],
+                [0, 3, -3, 0],
+                [0, -1, 0, 1]], dtype=np.float64)
+
+
+@numba.njit(cache=True, inline="always")
+def _slot(k, l):
+    """Where U, V and M hold the point (k, l): first the 16 that every tile has, then the 4 with
+    k = 3 (the point 2 down the rows, which a short last row of tiles lacks), the 4 with l = 3
+    and (3, 3), so that each group is one slice (_groups). Computed rather than looked up: a load
+    from a table in the kernels' loops cost them 30%."""
+    ka, la = k - (k > 3), l - (l > 3)
+    if k == 3:
+        return 24 if l == 3 else 16 + la
+    return 20 + ka if l == 3 else ka * 4 + la
+
+
+# the points (k*5 + l) in the order of their places
+_ORDER = np.argsort([_slot.py_func(xi // 5, xi % 5) for xi in range(25)])
+
+# (G kron G)[k*5 + l, alpha*2 + beta] = G[k, alpha] G[l, beta]: a 2x2 kernel -> its 25 points,
+# here in _ORDER
+_GG = {np.dtype(t).char: np.kron(G, G)[_ORDER].astype(t) for t in (np.float32, np.float64)}
 
 # On by default; False keeps these layers on im2col. Its float32 results differ from the exact
 # sum by ~4x im2col's rounding (~1.5e-6 of the output's scale): the GEMMs accumulate the points'
@@ -119,16 +155,49 @@ def _at(m0, m1, m2, m3, m4):
 
 
 @numba.njit(cache=True, inline="always")
+def _bt3(d0, d1, d2, d3):
+    """BT3 @ d: a short tile's 4 values -> its points 0, 1, -1, infinity, in the places _bt gives
+    them (the point 2's place holds d3, unused)."""
+    a, b = d0 - d2, d1 - d2
+    return a + a, -d1 - d2, b + b + b, d3, d3 - d1
+
+
+@numba.njit(cache=True, inline="always")
+def _a3(e0, e1, e2):
+    """AT3.T @ e: a short tile's 3 values of gy -> its 4 points, in _a's places (the 4th unused)."""
+    return e0, e0 + e1 + e2, e0 - e1 + e2, e2, e2
+
+
+@numba.njit(cache=True, inline="always")
+def _at3(m0, m1, m2, m4):
+    """AT3 @ m: a short tile's 4 points -> its 3 outputs."""
+    b = m1 + m2
+    return m0 + b, m1 - m2, b + m4
+
+
+@numba.njit(cache=True, inline="always")
 def _gt(m0, m1, m2, m3, m4):
     """G.T @ m: 5 points -> the 2 taps (the adjoint of _g)."""
     return 0.5 * (m0 - m1) + (m3 - m2) / 6, (m2 - 3 * m1) / 6 + m3 / 3 + m4
 
 
 @numba.njit(cache=True, inline="always")
-def _points(L, x0, x1, x2, x3, x4):
-    """An input tile's L values -> its 5 points: BT for the data (L = 5), AT.T for gy (L = 4,
-    x4 unused)."""
-    return _bt(x0, x1, x2, x3, x4) if L == 5 else _a(x0, x1, x2, x3)
+def _points(L, short, x0, x1, x2, x3, x4):
+    """An input tile's values -> its 5 points: BT for the data (L = 5), AT.T for gy (L = 4, x4
+    unused); BT3 or AT3.T along a short side (4 or 3 values; the point 2's place unused)."""
+    if L == 5:
+        return _bt3(x0, x1, x2, x3) if short else _bt(x0, x1, x2, x3, x4)
+    return _a3(x0, x1, x2) if short else _a(x0, x1, x2, x3)
+
+
+@numba.njit(cache=True, inline="always")
+def _outputs(short, m0, m1, m2, m3, m4):
+    """5 points -> 4 outputs by AT; a short side's 4 (m3 unused) -> 3 by AT3 (the 4th place
+    unused)."""
+    if short:
+        y0, y1, y2 = _at3(m0, m1, m2, m4)
+        return y0, y1, y2, y2
+    return _at(m0, m1, m2, m3, m4)
 
 
 # --- numba kernels ------------------------------------------------------------------------------
@@ -145,15 +214,30 @@ _FOUR = (0, 1, 2, 3)
 
 
 @numba.njit(cache=True, nogil=True)
-def _transform_in(src, n0, S, off, L, TH, TW, V, tile0, img, tmp, t0, t1):
-    """V[k*5 + l, tile0 + (t*TH + p)*TW + q, ph*C + c] = (B z B^T)[k, l] for images t0 <= t < t1
-    of the chunk (image n0 + t of src (N, C, H, W)), tile (p, q) and phase ph = r*S + s, where z
-    is the L x L tile z[u, v] = src[n0 + t, c, S*(4p + u) + r + off, S*(4q + v) + s + off]
-    (0 outside) and B is BT (L = 5) or AT.T (L = 4). img and tmp are the calling thread's
-    scratch: img holds (S*(4*TH + 1), S*(4*TW + 1), C) numbers, tmp 5*L*S*C.
+def _transform_in(src, n0, S, off, TH, TW, sh, sw, V, row0, img, tmp, t0, t1):
+    """The tiles of the correlations' input at the 25 points: :func:`_tiles_in` with B = BT."""
+    _tiles_in(src, n0, S, off, 5, TH, TW, sh, sw, V, row0, img, tmp, t0, t1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _transform_gy(gy, n0, TH, TW, sh, sw, V, row0, img, tmp, t0, t1):
+    """gy's tiles at the 25 points for the weight gradient: :func:`_tiles_in` with B = AT.T."""
+    _tiles_in(gy, n0, 1, 0, 4, TH, TW, sh, sw, V, row0, img, tmp, t0, t1)
+
+
+@numba.njit(cache=True, inline="always")
+def _tiles_in(src, n0, S, off, L, TH, TW, sh, sw, V, row0, img, tmp, t0, t1):
+    """V[_slot(k, l), row, ph*C + c] = (B z B^T)[k, l] for images t0 <= t < t1 of the chunk
+    (image n0 + t of src (N, C, H, W)), tile (p, q) and phase ph = r*S + s, where z is the tile
+    z[u, v] = src[n0 + t, c, S*(4p + u) + r + off, S*(4q + v) + s + off] (0 outside) and B is BT
+    (L = 5) or AT.T (L = 4), BT3 or AT3.T along a short side (the last row of tiles when sh = 1,
+    the last column when sw = 1); row = ((row0 + t)*THg + p)*TWg + q, with THg x TWg the tiles of
+    the point's group (_groups). img and tmp are the calling thread's scratch: img holds
+    (S*(4*TH + 1), S*(4*TW + 1), C) numbers, tmp 5*L*S*C.
 
     The phases s = 0 .. S-1 of one row phase r are neighbouring pixels of img and neighbouring
-    columns of V, so each loop runs over their S*C numbers at once."""
+    columns of V, so each loop runs over their S*C numbers at once. Inlined into one kernel
+    for each B (L a constant there), so that each compiles only its own loops."""
     N, C, H, W = src.shape
     T, K = V.shape[1], V.shape[2]
     Hb, Wb = S * (4 * TH + 1), S * (4 * TW + 1)
@@ -161,8 +245,6 @@ def _transform_in(src, n0, S, off, L, TH, TW, V, tile0, img, tmp, t0, t1):
     vf = V.reshape(V.size)
     uC, SC = _u(C), _u(S * C)
     du = _u(S * Wb * C)          # z[u + 1, v] - z[u, v] in img
-    lsc = _u(L) * SC             # tmp[k + 1, v] - tmp[k, v]
-    point = _u(T * K)            # V[xi + 1] - V[xi]
     img[:Hb * Wb * C] = 0
     for t in range(t0, t1):
         # image n0 + t channels-last at rows h - off, columns w - off of the zeroed border
@@ -174,75 +256,106 @@ def _transform_in(src, n0, S, off, L, TH, TW, V, tile0, img, tmp, t0, t1):
                 for c in range(uC):
                     img[row + c] = sf[s0 + c * P]
         for p in range(TH):
+            short_p = sh == 1 and p == TH - 1
             for q in range(TW):
-                tile = tile0 + (t * TH + p) * TW + q
+                short_q = sw == 1 and q == TW - 1
                 for r in range(S):
                     z = _u(((S * 4 * p + r) * Wb + S * 4 * q) * C)   # z[0, 0], phase s = 0
-                    for v in range(L):   # down the columns: tmp[k, v] = (B z)[k, v]
-                        a0 = z + _u(v) * SC
-                        # (for L = 4 the fifth read repeats the fourth and goes unused)
-                        a1, a2, a3 = a0 + du, a0 + _u(2) * du, a0 + _u(3) * du
-                        a4 = a0 + _u(L - 1) * du
-                        o0 = _u(v) * SC
-                        for k in numba.literal_unroll(_FIVE):   # one store stream a loop
-                            o = o0 + _u(k) * lsc
-                            for c in range(SC):
-                                b = _points(L, img[a0 + c], img[a1 + c], img[a2 + c], img[a3 + c],
-                                            img[a4 + c])
-                                tmp[o + c] = b[k]
-                    for k in range(5):   # along the rows: V[k, l] = (tmp B^T)[k, l]
-                        a0 = _u(k) * lsc
-                        a1, a2, a3 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC
-                        a4 = a0 + _u(L - 1) * SC
-                        o0 = _u((k * 5 * T + tile) * K + r * S * C)
-                        for l in numba.literal_unroll(_FIVE):
-                            o = o0 + _u(l) * point
-                            for c in range(SC):
-                                b = _points(L, tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
-                                            tmp[a4 + c])
-                                vf[o + c] = b[l]
+                    # each pass inlined once for whole and once for short sides, so that no loop
+                    # branches on it
+                    if short_p:
+                        _down(img, z, du, L, True, tmp, SC)
+                    else:
+                        _down(img, z, du, L, False, tmp, SC)
+                    for k in range(5):
+                        if short_p and k == 3:
+                            continue
+                        row = (row0 + t) * (TH - sh if k == 3 else TH) + p
+                        if short_q:
+                            _along(tmp, k, L, True, vf, T, K, row, TW, sw, q, r * S * C, SC)
+                        else:
+                            _along(tmp, k, L, False, vf, T, K, row, TW, sw, q, r * S * C, SC)
+
+
+@numba.njit(cache=True, inline="always")
+def _down(img, z, du, L, short, tmp, SC):
+    """tmp[k, v] = (B z)[k, v]: a tile's points down its columns (_transform_in), z its corner in
+    img, du the step to the next row there; B is BT3 or AT3.T if short."""
+    for v in range(L):
+        a0 = z + _u(v) * SC
+        # (reads past a short or L = 4 tile's rows fall in img and go unused)
+        a1, a2, a3 = a0 + du, a0 + _u(2) * du, a0 + _u(3) * du
+        a4 = a0 + _u(L - 1) * du
+        for k in numba.literal_unroll(_FIVE):   # one store stream a loop
+            if not (short and k == 3):
+                o = (_u(k) * _u(L) + _u(v)) * SC
+                for c in range(SC):
+                    b = _points(L, short, img[a0 + c], img[a1 + c], img[a2 + c], img[a3 + c],
+                                img[a4 + c])
+                    tmp[o + c] = b[k]
+
+
+@numba.njit(cache=True, inline="always")
+def _along(tmp, k, L, short, vf, T, K, row, TW, sw, q, col, SC):
+    """V[_slot(k, l), row*TWg + q, col + c] = (tmp B^T)[k, l] for every l: row k of a tile's
+    points along its rows (_transform_in), TWg the tile columns of (k, l)'s group."""
+    a0 = _u(k) * _u(L) * SC
+    a1, a2, a3 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC
+    a4 = a0 + _u(L - 1) * SC
+    for l in numba.literal_unroll(_FIVE):
+        if not (short and l == 3):
+            o = _u((_slot(k, l) * T + row * (TW - sw if l == 3 else TW) + q) * K + col)
+            for c in range(SC):
+                b = _points(L, short, tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
+                            tmp[a4 + c])
+                vf[o + c] = b[l]
 
 
 @numba.njit(cache=True, nogil=True)
-def _transform_out(M, n0, S, off, TH, TW, out, img, tmp, t0, t1):
+def _transform_out(M, n0, S, off, TH, TW, sh, sw, out, img, tmp, t0, t1):
     """The inverse transform: for images t0 <= t < t1 of the chunk, tile (p, q) and phase
-    ph = r*S + s, Y = AT m AT^T with m[k, l] = M[k*5 + l, (t*TH + p)*TW + q, ph*C + c], written
-    to out[n0 + t, c, S*(4p + i) + r + off, S*(4q + j) + s + off] where that lies inside out.
-    img ((4*S*TH) * (4*S*TW) * C numbers) and tmp (4*5*S*C) are scratch: each image is built
-    channels-last, whole tiles, then its part inside out is moved to NCHW. As in _transform_in,
-    each loop covers the S phases s of one row phase r."""
+    ph = r*S + s, Y = AT m AT^T (AT3 along a short side) with m[k, l] =
+    M[_slot(k, l), row, ph*C + c] (row as in _transform_in, row0 = 0), written to
+    out[n0 + t, c, S*(4p + i) + r + off, S*(4q + j) + s + off] where that lies inside out (a short
+    tile's 4th row or column never does). img ((4*S*TH) * (4*S*TW) * C numbers) and tmp
+    (4*5*S*C) are scratch: each image is built channels-last, whole tiles, then its part inside
+    out is moved to NCHW. As in _transform_in, each loop covers the S phases s of one row phase
+    r, and each pass is inlined once for whole and once for short sides."""
     N, C, H, W = out.shape
     T, K = M.shape[1], M.shape[2]
     Wb = 4 * S * TW
     mf = M.reshape(M.size)
     of = out.reshape(out.size)
     uC, SC = _u(C), _u(S * C)
-    point = _u(T * K)
     for t in range(t0, t1):
         for p in range(TH):
+            short_p = sh == 1 and p == TH - 1
             for q in range(TW):
-                tile = (t * TH + p) * TW + q
+                short_q = sw == 1 and q == TW - 1
                 for r in range(S):
+                    col = r * S * C
                     for l in range(5):   # down the columns: tmp[i, l] = (AT m)[i, l]
-                        a0 = _u((l * T + tile) * K + r * S * C)
-                        a1, a2 = a0 + _u(5) * point, a0 + _u(10) * point
-                        a3, a4 = a0 + _u(15) * point, a0 + _u(20) * point
-                        for i in numba.literal_unroll(_FOUR):
-                            o = _u(i * 5 + l) * SC
-                            for c in range(SC):
-                                y = _at(mf[a0 + c], mf[a1 + c], mf[a2 + c], mf[a3 + c],
-                                        mf[a4 + c])
-                                tmp[o + c] = y[i]
-                    for i in range(4):   # along the rows, into img[S*(4p + i) + r, S*4q + ...]
-                        a0 = _u(i * 5) * SC
-                        a1, a2, a3, a4 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC, a0 + _u(4) * SC
-                        o0 = _u(((S * (4 * p + i) + r) * Wb + S * 4 * q) * C)
-                        for j in numba.literal_unroll(_FOUR):
-                            o = o0 + _u(j) * SC
-                            for c in range(SC):
-                                y = _at(tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
-                                        tmp[a4 + c])
-                                img[o + c] = y[j]
+                        if short_q and l == 3:
+                            continue
+                        cols = TW - sw if l == 3 else TW
+                        row = (t * TH + p) * cols + q             # the tile in k != 3's groups
+                        a0 = _u((_slot(0, l) * T + row) * K + col)
+                        a1 = _u((_slot(1, l) * T + row) * K + col)
+                        a2 = _u((_slot(2, l) * T + row) * K + col)
+                        a4 = _u((_slot(4, l) * T + row) * K + col)
+                        if short_p:   # (no point k = 3: m3 unused)
+                            _up(mf, a0, a1, a2, a0, a4, l, True, tmp, SC)
+                        else:
+                            row = (t * (TH - sh) + p) * cols + q  # and in k = 3's
+                            a3 = _u((_slot(3, l) * T + row) * K + col)
+                            _up(mf, a0, a1, a2, a3, a4, l, False, tmp, SC)
+                    o = _u(((S * 4 * p + r) * Wb + S * 4 * q) * C)   # Y[0, 0] in img, s = 0
+                    du = _u(S * Wb * C)
+                    for i in range(3 if short_p else 4):   # along the rows, into img
+                        if short_q:
+                            _back_along(tmp, i, True, img, o + _u(i) * du, SC)
+                        else:
+                            _back_along(tmp, i, False, img, o + _u(i) * du, SC)
         for c in range(C):   # the image's part inside out, to NCHW
             for h in range(H):
                 row = _u(((h - off) * Wb - off) * C + c)
@@ -251,11 +364,38 @@ def _transform_out(M, n0, S, off, TH, TW, out, img, tmp, t0, t1):
                     of[d0 + w] = img[row + w * uC]
 
 
+@numba.njit(cache=True, inline="always")
+def _up(mf, a0, a1, a2, a3, a4, l, short, tmp, SC):
+    """tmp[i, l] = (AT m)[i, l] for every i, from the points m[k, l] at mf[a_k + c] (AT3 if
+    short): a tile's outputs down its column l (_transform_out)."""
+    for i in numba.literal_unroll(_FOUR):
+        if not (short and i == 3):
+            d = _u(i * 5 + l) * SC
+            for c in range(SC):
+                y = _outputs(short, mf[a0 + c], mf[a1 + c], mf[a2 + c], mf[a3 + c], mf[a4 + c])
+                tmp[d + c] = y[i]
+
+
+@numba.njit(cache=True, inline="always")
+def _back_along(tmp, i, short, img, o, SC):
+    """img[o + j*SC + c] = (tmp AT^T)[i, j] for every j (AT3 if short): row i of a tile's outputs
+    (_transform_out)."""
+    a0 = _u(i * 5) * SC
+    a1, a2, a3, a4 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC, a0 + _u(4) * SC
+    for j in numba.literal_unroll(_FOUR):
+        if not (short and j == 3):
+            d = o + _u(j) * SC
+            for c in range(SC):
+                y = _outputs(short, tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
+                             tmp[a4 + c])
+                img[d + c] = y[j]
+
+
 @numba.njit(cache=True, nogil=True)
 def _kernel_points_task(w, transposed, GG, U, t0, t1):
-    """U at the 25 points of each phase's 2x2 kernel (the layouts of :func:`_empty_points`),
-    for input channels t0 <= c < t1 of w (O, C, 4, 4) (the convolution) or output channels
-    t0 <= o < t1 (the transposed one). A phase's four taps are first gathered into one
+    """U at the 25 points of each phase's 2x2 kernel (the layouts of :func:`_empty_points`, the
+    points in _ORDER like GG's rows), for input channels t0 <= c < t1 of w (O, C, 4, 4) (the
+    convolution) or output channels t0 <= o < t1 (the transposed one). A phase's four taps are first gathered into one
     contiguous run each, then each point is one loop over that run."""
     O, C = w.shape[0], w.shape[1]
     n = C if transposed else O          # U's last axis runs over c (transposed) or o
@@ -274,9 +414,9 @@ def _kernel_points_task(w, transposed, GG, U, t0, t1):
                             taps[ab, i] = w[i, t, 2 * a + r, 2 * b + s]
                 ph = r * 2 + s
                 base = _u(t * 4 * C + ph * C) if transposed else _u((ph * C + t) * O)
-                for xi in range(25):
-                    g0, g1, g2, g3 = GG[xi, 0], GG[xi, 1], GG[xi, 2], GG[xi, 3]
-                    o = _u(xi) * point + base
+                for slot in range(25):
+                    g0, g1, g2, g3 = GG[slot, 0], GG[slot, 1], GG[slot, 2], GG[slot, 3]
+                    o = _u(slot) * point + base
                     for i in range(_u(n)):
                         uf[o + i] = (g0 * taps[0, i] + g1 * taps[1, i] + g2 * taps[2, i]
                                      + g3 * taps[3, i])
@@ -285,7 +425,7 @@ def _kernel_points_task(w, transposed, GG, U, t0, t1):
 @numba.njit(cache=True, nogil=True)
 def _points_to_taps(M, gw, t0, t1):
     """gw[o, c, 2*alpha + r, 2*beta + s] = (G^T m G)[alpha, beta] with
-    m[k, l] = M[k*5 + l, o, (r*2 + s)*C + c], for t0 <= o < t1: over the 4C contiguous columns
+    m[k, l] = M[_slot(k, l), o, (r*2 + s)*C + c], for t0 <= o < t1: over the 4C contiguous columns
     of o's row at each point, one output stream a loop."""
     C = gw.shape[1]
     J = 4 * C
@@ -296,9 +436,9 @@ def _points_to_taps(M, gw, t0, t1):
     taps = np.empty(4 * J)    # (G^T m G)[alpha, beta, j]
     for o in range(t0, t1):
         for l in range(5):
-            a0 = _u(o * J) + _u(l) * point
-            a1, a2 = a0 + _u(5) * point, a0 + _u(10) * point
-            a3, a4 = a0 + _u(15) * point, a0 + _u(20) * point
+            a0, a1 = _u(o * J) + _u(_slot(0, l)) * point, _u(o * J) + _u(_slot(1, l)) * point
+            a2, a3 = _u(o * J) + _u(_slot(2, l)) * point, _u(o * J) + _u(_slot(3, l)) * point
+            a4 = _u(o * J) + _u(_slot(4, l)) * point
             for alpha in numba.literal_unroll((0, 1)):
                 d = _u((alpha * 5 + l) * J)
                 for j in range(uJ):
@@ -324,6 +464,17 @@ def _points_to_taps(M, gw, t0, t1):
 def _tiles(size):
     """Tiles of 4 covering an output phase of ``size`` rows."""
     return -(-size // 4)
+
+
+def _groups(TH, TW, sh, sw):
+    """The point groups of a TH x TW grid of tiles, as (first slot, end slot, tile rows, tile
+    columns): the tiles that have those points, all of them but for the points k = 3 when the last
+    row of tiles is short (sh = 1) and l = 3 when the last column is (sw = 1). One group of all
+    25 points when no tile is short."""
+    if not (sh or sw):
+        return ((0, 25, TH, TW),)
+    return ((0, 16, TH, TW), (16, 20, TH - sh, TW), (20, 24, TH, TW - sw),
+            (24, 25, TH - sh, TW - sw))
 
 
 def _images_per_chunk(n, tiles_per_image, width, itemsize):
@@ -365,10 +516,11 @@ def _points_phase(w, transposed, U):
 # --- one thread's images ------------------------------------------------------------------------
 
 def _correlate_images(src, U, geo, out, kept, t0, t1):
-    """out for images t0 <= n < t1: transform, 25 products, inverse transform, chunk by chunk.
-    geo = (S_in, off_in, S_out, off_out, TH, TW); kept: None, or the (25, N*TH*TW, K) array
-    the transformed input goes to (for the weight gradient) instead of a work buffer."""
-    S_in, off_in, S_out, off_out, TH, TW = geo
+    """out for images t0 <= n < t1: transform, 25 products (over the tiles that have each point),
+    inverse transform, chunk by chunk. geo = (S_in, off_in, S_out, off_out, TH, TW, sh, sw);
+    kept: None, or the (25, N*TH*TW, K) array the transformed input goes to (for the weight
+    gradient) instead of a work buffer."""
+    S_in, off_in, S_out, off_out, TH, TW, sh, sw = geo
     K, Nc = U.shape[1], U.shape[2]
     T = TH * TW
     dt = src.dtype
@@ -379,30 +531,36 @@ def _correlate_images(src, U, geo, out, kept, t0, t1):
         m = min(nb, t1 - n0)
         M = cpu_memory.work("wino_M", (25, m * T, Nc), dt)
         if kept is None:
-            V = cpu_memory.work("wino_V", (25, m * T, K), dt)
-            _transform_in(src, n0, S_in, off_in, 5, TH, TW, V, 0, *scratch_in, 0, m)
+            V, first = cpu_memory.work("wino_V", (25, m * T, K), dt), 0
         else:
-            _transform_in(src, n0, S_in, off_in, 5, TH, TW, kept, n0 * T, *scratch_in, 0, m)
-            V = kept[:, n0 * T:(n0 + m) * T]
-        np.matmul(V, U, out=M)
-        _transform_out(M, n0, S_out, off_out, TH, TW, out, *scratch_out, 0, m)
+            V, first = kept, n0
+        _transform_in(src, n0, S_in, off_in, TH, TW, sh, sw, V, first, *scratch_in, 0, m)
+        for a, b, THg, TWg in _groups(TH, TW, sh, sw):
+            rows = slice(first * THg * TWg, (first + m) * THg * TWg)
+            np.matmul(V[a:b, rows], U[a:b], out=M[a:b, :m * THg * TWg])
+        _transform_out(M, n0, S_out, off_out, TH, TW, sh, sw, out, *scratch_out, 0, m)
 
 
-def _weight_grad_tiles(x, gy, TH, TW, Vx, Vg, t0, t1):
+def _weight_grad_tiles(x, gy, TH, TW, sh, sw, Vx, Vg, t0, t1):
     """gy's tiles at the 25 points into Vg (A = AT.T), and x's into Vx unless Vx is None (kept
     by the forward), for images t0 <= n < t1, into their rows of the whole batch's arrays."""
-    T, dt = TH * TW, x.dtype
+    dt = x.dtype
     if Vx is not None:
-        _transform_in(x, t0, 2, -1, 5, TH, TW, Vx, t0 * T,
+        _transform_in(x, t0, 2, -1, TH, TW, sh, sw, Vx, t0,
                       *_scratch("wino_in", 2, TH, TW, 5, x.shape[1], dt), 0, t1 - t0)
-    _transform_in(gy, t0, 1, 0, 4, TH, TW, Vg, t0 * T,
+    _transform_gy(gy, t0, TH, TW, sh, sw, Vg, t0,
                   *_scratch("wino_gy", 1, TH, TW, 4, gy.shape[1], dt), 0, t1 - t0)
 
 
-def _point_products(Vg, Vx, M, t0, t1):
-    """M[xi] (O, 4C) = Vg[xi]^T @ Vx[xi] for the points t0 <= xi < t1: each a sum over the whole
-    batch's tiles, so that no thread's partial sum has to be added to another's."""
-    np.matmul(Vg[t0:t1].transpose(0, 2, 1), Vx[t0:t1], out=M[t0:t1])
+def _point_products(Vg, Vx, M, groups, n, t0, t1):
+    """M[slot] (O, 4C) = Vg[slot]^T @ Vx[slot] for the slots t0 <= slot < t1, over the tiles of
+    all n images that have the point (groups: :func:`_groups`): each a sum over the whole batch,
+    so that no thread's partial sum has to be added to another's."""
+    for a, b, THg, TWg in groups:
+        lo, hi = max(a, t0), min(b, t1)
+        if lo < hi:
+            rows = n * THg * TWg
+            np.matmul(Vg[lo:hi, :rows].transpose(0, 2, 1), Vx[lo:hi, :rows], out=M[lo:hi])
 
 
 # --- the three products -------------------------------------------------------------------------
@@ -417,6 +575,7 @@ def conv2d(x, w, keep_bytes=0):
     Ho, Wo = H // 2, W // 2
     y = cpu_memory.empty((N, O, Ho, Wo), x.dtype)
     TH, TW = _tiles(Ho), _tiles(Wo)
+    sh, sw = int(Ho % 4 != 0), int(Wo % 4 != 0)   # a last tile of fewer than 4 outputs: F(3, 2)
     shape = (25, N * TH * TW, 4 * C)
     kept = (cpu_memory.empty(shape, x.dtype)
             if 0 < N and 25 * N * TH * TW * 4 * C * x.itemsize <= keep_bytes else None)
@@ -425,7 +584,7 @@ def conv2d(x, w, keep_bytes=0):
     U = _empty_points(w, transposed=False)
     with blas_on_calling_threads() as parts:
         run_phases([_points_phase(w, False, U),
-                    (_correlate_images, N, (x, U, (2, -1, 1, 0, TH, TW), y, kept))],
+                    (_correlate_images, N, (x, U, (2, -1, 1, 0, TH, TW, sh, sw), y, kept))],
                    max_parts=parts)
     return y, kept
 
@@ -438,11 +597,12 @@ def conv2d_grad_input(gy, w):
     if N == 0:
         return gx
     U = _empty_points(w, transposed=True)
-    # output phase v covers rows 2v + r - 1 for v in [0, Ho], so Ho + 1 rows of tiles
+    # output phase v covers rows 2v + r - 1 for v in [0, Ho], so Ho + 1 rows of tiles, all whole:
+    # the phases r = 0 and 1 need the first and the last of those rows
     TH, TW = _tiles(Ho + 1), _tiles(Wo + 1)
     with blas_on_calling_threads() as parts:
         run_phases([_points_phase(w, True, U),
-                    (_correlate_images, N, (gy, U, (1, -1, 2, -1, TH, TW), gx, None))],
+                    (_correlate_images, N, (gy, U, (1, -1, 2, -1, TH, TW, 0, 0), gx, None))],
                    max_parts=parts)
     return gx
 
@@ -453,6 +613,7 @@ def conv2d_grad_weight(x, gy, kept=None):
     N, C, H, W = x.shape
     O, Ho, Wo = gy.shape[1:]
     TH, TW = _tiles(Ho), _tiles(Wo)
+    sh, sw = int(Ho % 4 != 0), int(Wo % 4 != 0)   # as in conv2d
     if kept is not None and (kept.shape != (25, N * TH * TW, 4 * C) or kept.dtype != x.dtype):
         raise ValueError(f"conv2d_grad_weight: kept tiles {kept.shape} {kept.dtype} do not "
                          f"belong to x {x.shape} {x.dtype} (Winograd's need "
@@ -466,8 +627,8 @@ def conv2d_grad_weight(x, gy, kept=None):
     Vg = cpu_memory.empty((25, NT, O), x.dtype)
     M = cpu_memory.empty((25, O, 4 * C), x.dtype)
     with blas_on_calling_threads() as parts:
-        run_phases([(_weight_grad_tiles, N, (x, gy, TH, TW, None if kept is not None else Vx,
-                                             Vg)),
-                    (_point_products, 25, (Vg, Vx, M)),
+        run_phases([(_weight_grad_tiles, N, (x, gy, TH, TW, sh, sw,
+                                             None if kept is not None else Vx, Vg)),
+                    (_point_products, 25, (Vg, Vx, M, _groups(TH, TW, sh, sw), N)),
                     (_points_to_taps, O, (M, gw))], max_parts=parts)
     return gw
