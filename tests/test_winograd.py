@@ -33,20 +33,20 @@ def test_written_out_transforms_are_the_matrices():
     rng = np.random.default_rng(0)
     d, e, m = (rng.standard_normal(n) for n in (5, 4, 5))
     np.testing.assert_allclose(wg._bt(*d), wg.BT @ d, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(wg._a(*e), wg.AT.T @ e, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(wg._a(*e, e[3]), wg.AT.T @ e, rtol=1e-14, atol=1e-14)
     np.testing.assert_allclose(wg._at(*m), wg.AT @ m, rtol=1e-14, atol=1e-14)
     np.testing.assert_allclose(wg._gt(*m), wg.G.T @ m, rtol=1e-14, atol=1e-14)
 
 
 def test_written_out_short_transforms_are_the_matrices():
     """F(3, 2)'s transforms, each in the places of F(4, 2)'s points 0, 1, -1, infinity (0, 1, 2,
-    4): the point 2's place is left unused."""
+    4): the point 2's place is left unused. gy's is _a with e3 = 0 and infinity's value e2."""
     rng = np.random.default_rng(7)
     d, e, m = (rng.standard_normal(n) for n in (4, 3, 4))
     short = [0, 1, 2, 4]
     np.testing.assert_allclose(np.array(wg._bt3(*d))[short], wg.BT3 @ d, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(np.array(wg._a3(*e))[short], wg.AT3.T @ e, rtol=1e-14,
-                               atol=1e-14)
+    np.testing.assert_allclose(np.array(wg._a(*e, 0.0, e[2]))[short], wg.AT3.T @ e, rtol=1e-14,
+                               atol=1e-14)   # gy's short tile: e3 = 0, the point infinity e2
     np.testing.assert_allclose(wg._at3(*m), wg.AT3 @ m, rtol=1e-14, atol=1e-14)
 
 

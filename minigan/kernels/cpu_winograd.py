@@ -139,11 +139,13 @@ def _bt(d0, d1, d2, d3, d4):
 
 
 @numba.njit(cache=True, inline="always")
-def _a(e0, e1, e2, e3):
-    """AT.T @ e: a 4-value tile of gy -> its 5 points (the weight gradient's transform)."""
+def _a(e0, e1, e2, e3, last):
+    """AT.T @ e: a 4-value tile of gy -> its 5 points (the weight gradient's transform), the
+    point infinity being its last value e3. For a short tile (3 values, e3 = 0 from the zero
+    border) last = e2 gives AT3.T @ e in the places of its 4 points."""
     u = e2 + e3 + e3
     u = e1 + u + u                      # e1 + 2 e2 + 4 e3
-    return e0, e0 + e1 + e2 + e3, e0 - e1 + e2 - e3, e0 + u + u, e3
+    return e0, e0 + e1 + e2 + e3, e0 - e1 + e2 - e3, e0 + u + u, last
 
 
 @numba.njit(cache=True, inline="always")
@@ -163,12 +165,6 @@ def _bt3(d0, d1, d2, d3):
 
 
 @numba.njit(cache=True, inline="always")
-def _a3(e0, e1, e2):
-    """AT3.T @ e: a short tile's 3 values of gy -> its 4 points, in _a's places (the 4th unused)."""
-    return e0, e0 + e1 + e2, e0 - e1 + e2, e2, e2
-
-
-@numba.njit(cache=True, inline="always")
 def _at3(m0, m1, m2, m4):
     """AT3 @ m: a short tile's 4 points -> its 3 outputs."""
     b = m1 + m2
@@ -183,11 +179,11 @@ def _gt(m0, m1, m2, m3, m4):
 
 @numba.njit(cache=True, inline="always")
 def _points(L, short, x0, x1, x2, x3, x4):
-    """An input tile's values -> its 5 points: BT for the data (L = 5), AT.T for gy (L = 4, x4
-    unused); BT3 or AT3.T along a short side (4 or 3 values; the point 2's place unused)."""
+    """An input tile's values -> its 5 points: BT for the data (L = 5), BT3 if short (4 values;
+    the point 2's place unused); AT.T for gy (L = 4) with the point infinity from x4 (_a)."""
     if L == 5:
         return _bt3(x0, x1, x2, x3) if short else _bt(x0, x1, x2, x3, x4)
-    return _a3(x0, x1, x2) if short else _a(x0, x1, x2, x3)
+    return _a(x0, x1, x2, x3, x4)
 
 
 @numba.njit(cache=True, inline="always")
@@ -261,31 +257,35 @@ def _tiles_in(src, n0, S, off, L, TH, TW, sh, sw, V, row0, img, tmp, t0, t1):
                 short_q = sw == 1 and q == TW - 1
                 for r in range(S):
                     z = _u(((S * 4 * p + r) * Wb + S * 4 * q) * C)   # z[0, 0], phase s = 0
-                    # each pass inlined once for whole and once for short sides, so that no loop
-                    # branches on it
-                    if short_p:
-                        _down(img, z, du, L, True, tmp, SC)
+                    # The data's passes are inlined once for whole and once for short sides (BT3),
+                    # so that no loop branches on it; gy's differ only in where the point
+                    # infinity is read (_a), its last value in the tile.
+                    if L == 5 and short_p:
+                        _down(img, z, du, L, True, 4, tmp, SC)
                     else:
-                        _down(img, z, du, L, False, tmp, SC)
+                        _down(img, z, du, L, False, 2 if short_p else L - 1, tmp, SC)
                     for k in range(5):
                         if short_p and k == 3:
                             continue
                         row = (row0 + t) * (TH - sh if k == 3 else TH) + p
-                        if short_q:
-                            _along(tmp, k, L, True, vf, T, K, row, TW, sw, q, r * S * C, SC)
+                        if L == 5 and short_q:
+                            _along(tmp, k, L, True, True, 4, vf, T, K, row, TW, sw, q, r * S * C,
+                                   SC)
                         else:
-                            _along(tmp, k, L, False, vf, T, K, row, TW, sw, q, r * S * C, SC)
+                            _along(tmp, k, L, False, short_q, 2 if short_q else L - 1, vf, T, K,
+                                   row, TW, sw, q, r * S * C, SC)
 
 
 @numba.njit(cache=True, inline="always")
-def _down(img, z, du, L, short, tmp, SC):
+def _down(img, z, du, L, short, last, tmp, SC):
     """tmp[k, v] = (B z)[k, v]: a tile's points down its columns (_transform_in), z its corner in
-    img, du the step to the next row there; B is BT3 or AT3.T if short."""
+    img, du the step to the next row there, B BT3 if short; gy's point infinity from its row
+    ``last`` (_a)."""
     for v in range(L):
         a0 = z + _u(v) * SC
-        # (reads past a short or L = 4 tile's rows fall in img and go unused)
+        # (reads past a short tile's rows fall in img and go unused)
         a1, a2, a3 = a0 + du, a0 + _u(2) * du, a0 + _u(3) * du
-        a4 = a0 + _u(L - 1) * du
+        a4 = a0 + _u(last) * du
         for k in numba.literal_unroll(_FIVE):   # one store stream a loop
             if not (short and k == 3):
                 o = (_u(k) * _u(L) + _u(v)) * SC
@@ -296,14 +296,15 @@ def _down(img, z, du, L, short, tmp, SC):
 
 
 @numba.njit(cache=True, inline="always")
-def _along(tmp, k, L, short, vf, T, K, row, TW, sw, q, col, SC):
-    """V[_slot(k, l), row*TWg + q, col + c] = (tmp B^T)[k, l] for every l: row k of a tile's
-    points along its rows (_transform_in), TWg the tile columns of (k, l)'s group."""
+def _along(tmp, k, L, short, skip3, last, vf, T, K, row, TW, sw, q, col, SC):
+    """V[_slot(k, l), row*TWg + q, col + c] = (tmp B^T)[k, l] for every l (but 3 if skip3): row k
+    of a tile's points along its rows (_transform_in), TWg the tile columns of (k, l)'s group,
+    B^T BT3^T if short; gy's point infinity from its column ``last`` (_a)."""
     a0 = _u(k) * _u(L) * SC
     a1, a2, a3 = a0 + SC, a0 + _u(2) * SC, a0 + _u(3) * SC
-    a4 = a0 + _u(L - 1) * SC
+    a4 = a0 + _u(last) * SC
     for l in numba.literal_unroll(_FIVE):
-        if not (short and l == 3):
+        if not (skip3 and l == 3):
             o = _u((_slot(k, l) * T + row * (TW - sw if l == 3 else TW) + q) * K + col)
             for c in range(SC):
                 b = _points(L, short, tmp[a0 + c], tmp[a1 + c], tmp[a2 + c], tmp[a3 + c],
