@@ -1,8 +1,8 @@
 """LeakyReLU (and ReLU, slope 0) on NumPy arrays, elementwise over the flattened array.
 
-One thread does a few million elements (~0.1-0.15 ns each) in less time than it takes to hand half
-of them to another thread and wait for it (the hand-off passes the GIL twice), so only bigger
-arrays are split (_SPLIT_SCALE).
+A hand-off to the other thread costs tens of microseconds (it passes the GIL twice), about what
+one thread takes for a few hundred thousand elements, so only bigger arrays are split
+(_SPLIT_SCALE).
 """
 import numba
 
@@ -14,9 +14,9 @@ _BLOCK = 1 << 14
 # Unsigned loop indices: numba checks every signed index for negative values, which stops LLVM
 # from vectorising these loops (10x slower measured).
 _u = numba.uintp
-# Split over threads from 16 * cpu_threads.MIN_PARALLEL_ELEMENTS = 2^20 elements: on 2 cores the
-# split pays from a few million elements and costs little at 1-2 million.
-_SPLIT_SCALE = 16
+# Split over threads from 4 * cpu_threads.MIN_PARALLEL_ELEMENTS = 2^18 elements: on 2 cores an
+# 0.8-million-element forward + backward then takes 0.72x the time on one thread.
+_SPLIT_SCALE = 4
 
 
 @numba.njit(cache=True, nogil=True)
