@@ -396,8 +396,8 @@ def _back_along(tmp, i, short, img, o, SC):
 def _kernel_points_task(w, transposed, GG, U, t0, t1):
     """U at the 25 points of each phase's 2x2 kernel (the layouts of :func:`_empty_points`, the
     points in _ORDER like GG's rows), for input channels t0 <= c < t1 of w (O, C, 4, 4) (the
-    convolution) or output channels t0 <= o < t1 (the transposed one). A phase's four taps are first gathered into one
-    contiguous run each, then each point is one loop over that run."""
+    convolution) or output channels t0 <= o < t1 (the transposed one). A phase's four taps are
+    first gathered into one contiguous run each, then each point is one loop over that run."""
     O, C = w.shape[0], w.shape[1]
     n = C if transposed else O          # U's last axis runs over c (transposed) or o
     uf = U.reshape(U.size)
@@ -437,9 +437,10 @@ def _points_to_taps(M, gw, t0, t1):
     taps = np.empty(4 * J)    # (G^T m G)[alpha, beta, j]
     for o in range(t0, t1):
         for l in range(5):
-            a0, a1 = _u(o * J) + _u(_slot(0, l)) * point, _u(o * J) + _u(_slot(1, l)) * point
-            a2, a3 = _u(o * J) + _u(_slot(2, l)) * point, _u(o * J) + _u(_slot(3, l)) * point
-            a4 = _u(o * J) + _u(_slot(4, l)) * point
+            o0 = _u(o * J)   # o's row at each point
+            a0, a1 = o0 + _u(_slot(0, l)) * point, o0 + _u(_slot(1, l)) * point
+            a2, a3 = o0 + _u(_slot(2, l)) * point, o0 + _u(_slot(3, l)) * point
+            a4 = o0 + _u(_slot(4, l)) * point
             for alpha in numba.literal_unroll((0, 1)):
                 d = _u((alpha * 5 + l) * J)
                 for j in range(uJ):
@@ -465,6 +466,13 @@ def _points_to_taps(M, gw, t0, t1):
 def _tiles(size):
     """Tiles of 4 covering an output phase of ``size`` rows."""
     return -(-size // 4)
+
+
+def _tiling(Ho, Wo):
+    """(TH, TW, sh, sw) for the correlation to an Ho x Wo output phase and its weight gradient:
+    the tiles down and along, and whether the last of them is short (fewer than 4 outputs left:
+    F(3, 2))."""
+    return _tiles(Ho), _tiles(Wo), int(Ho % 4 != 0), int(Wo % 4 != 0)
 
 
 def _groups(TH, TW, sh, sw):
@@ -575,8 +583,7 @@ def conv2d(x, w, keep_bytes=0):
     O = w.shape[0]
     Ho, Wo = H // 2, W // 2
     y = cpu_memory.empty((N, O, Ho, Wo), x.dtype)
-    TH, TW = _tiles(Ho), _tiles(Wo)
-    sh, sw = int(Ho % 4 != 0), int(Wo % 4 != 0)   # a last tile of fewer than 4 outputs: F(3, 2)
+    TH, TW, sh, sw = _tiling(Ho, Wo)
     shape = (25, N * TH * TW, 4 * C)
     kept = (cpu_memory.empty(shape, x.dtype)
             if 0 < N and 25 * N * TH * TW * 4 * C * x.itemsize <= keep_bytes else None)
@@ -613,8 +620,7 @@ def conv2d_grad_weight(x, gy, kept=None):
     conv2d(x, ...) kept of x, or None to transform x here."""
     N, C, H, W = x.shape
     O, Ho, Wo = gy.shape[1:]
-    TH, TW = _tiles(Ho), _tiles(Wo)
-    sh, sw = int(Ho % 4 != 0), int(Wo % 4 != 0)   # as in conv2d
+    TH, TW, sh, sw = _tiling(Ho, Wo)
     if kept is not None and (kept.shape != (25, N * TH * TW, 4 * C) or kept.dtype != x.dtype):
         raise ValueError(f"conv2d_grad_weight: kept tiles {kept.shape} {kept.dtype} do not "
                          f"belong to x {x.shape} {x.dtype} (Winograd's need "
