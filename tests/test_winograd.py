@@ -63,6 +63,34 @@ def test_short_tile_shares_the_weights_points():
         np.testing.assert_allclose(G3.T @ ((wg.AT3.T @ gy) * (wg.BT3 @ d)), grad_g, atol=1e-13)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_weights_points_in_blocks_and_parts(transposed):
+    """U, filled by channel ranges of uneven sizes (blocks of channels and a partial last block
+    in each), holds G g_ph G^T of each phase's 2x2 kernel at each point, in the documented
+    layouts: U[slot, (r, s, c), o] for the convolution, U[slot, o, (r, s, c)] with the taps
+    flipped for the transposed one."""
+    rng = np.random.default_rng(9)
+    O, C = 24, 40
+    w = rng.standard_normal((O, C, 4, 4))
+    U = wg._empty_points(w, transposed)
+    kernel, n, args = wg._points_phase(w, transposed, U)
+    for t0, t1 in ((0, 13), (13, n - 1), (n - 1, n)):
+        kernel(*args, t0, t1)
+    GG = np.kron(wg.G, wg.G)
+    for r in range(2):
+        for s in range(2):
+            if transposed:   # g[o, c, alpha, beta] = w[o, c, 2(1 - alpha) + r, 2(1 - beta) + s]
+                g = w[:, :, [2 + r, r]][:, :, :, [2 + s, s]]
+            else:            # g[o, c, alpha, beta] = w[o, c, 2 alpha + r, 2 beta + s]
+                g = w[:, :, [r, 2 + r]][:, :, :, [s, 2 + s]]
+            points = np.einsum("xk,ock->xoc", GG, g.reshape(O, C, 4))   # (25, O, C)
+            for xi in range(25):
+                slot = wg._slot.py_func(xi // 5, xi % 5)
+                ph = slice((r * 2 + s) * C, (r * 2 + s + 1) * C)
+                got = U[slot][:, ph] if transposed else U[slot][ph].T
+                np.testing.assert_allclose(got, points[xi], rtol=1e-12, atol=1e-12)
+
+
 def test_points_are_stored_in_groups():
     """_slot puts the 16 points every tile has first, then k = 3, l = 3 and (3, 3), one place
     each; _groups gives each group the tiles that have its points."""

@@ -396,31 +396,45 @@ def _back_along(tmp, i, short, img, o, SC):
 def _kernel_points_task(w, transposed, GG, U, t0, t1):
     """U at the 25 points of each phase's 2x2 kernel (the layouts of :func:`_empty_points`, the
     points in _ORDER like GG's rows), for input channels t0 <= c < t1 of w (O, C, 4, 4) (the
-    convolution) or output channels t0 <= o < t1 (the transposed one). A phase's four taps are
-    first gathered into one contiguous run each, then each point is one loop over that run."""
+    convolution) or output channels t0 <= o < t1 (the transposed one).
+
+    A block of channels at a time: their taps are first gathered into contiguous runs, reading
+    each w[o, c] (16 neighbouring numbers) once; then each point is one loop per phase and
+    channel over such a run. The forward's layout takes blocks of 16 channels, which lie side by
+    side in U, so that each point's writes are 4 runs of 16*O numbers: read at a stride of C*16
+    numbers and written in runs of O, its points took 1.3x (D2) to 1.5x (G2's gradient) as long.
+    The transposed layout's phases lie side by side already; there blocks were no faster than
+    one channel."""
     O, C = w.shape[0], w.shape[1]
     n = C if transposed else O          # U's last axis runs over c (transposed) or o
     uf = U.reshape(U.size)
     point = _u(U.shape[1] * U.shape[2])
-    taps = np.empty((4, n), w.dtype)
-    for t in range(t0, t1):
-        for r in range(2):
-            for s in range(2):
-                for ab in range(4):
-                    a, b = ab // 2, ab % 2
-                    for i in range(n):
-                        if transposed:   # t = o, i = c, the taps flipped
-                            taps[ab, i] = w[t, i, 2 * (1 - a) + r, 2 * (1 - b) + s]
-                        else:            # t = c, i = o
-                            taps[ab, i] = w[i, t, 2 * a + r, 2 * b + s]
-                ph = r * 2 + s
+    B = 1 if transposed else 16
+    taps = np.empty((B, 16, n), w.dtype)   # [channel in block, (r*2 + s)*4 + alpha*2 + beta, i]
+    for b0 in range(t0, t1, B):
+        nb = min(B, t1 - b0)
+        for tb in range(nb):
+            t = b0 + tb
+            for i in range(n):   # t = o, i = c (transposed), or t = c, i = o
+                for kh in range(4):
+                    for kw in range(4):
+                        # phase (kh % 2, kw % 2), tap (kh // 2, kw // 2), flipped if transposed
+                        a, b = kh // 2, kw // 2
+                        if transposed:
+                            a, b = 1 - a, 1 - b
+                        j = (kh % 2 * 2 + kw % 2) * 4 + a * 2 + b
+                        taps[tb, j, i] = w[t, i, kh, kw] if transposed else w[i, t, kh, kw]
+        for slot in range(25):
+            g0, g1, g2, g3 = GG[slot, 0], GG[slot, 1], GG[slot, 2], GG[slot, 3]
+            for j in range(4 * nb):   # U's order: channel, then phase (transposed), or the reverse
+                tb, ph = (j // 4, j % 4) if transposed else (j % nb, j // nb)
+                t = b0 + tb
                 base = _u(t * 4 * C + ph * C) if transposed else _u((ph * C + t) * O)
-                for slot in range(25):
-                    g0, g1, g2, g3 = GG[slot, 0], GG[slot, 1], GG[slot, 2], GG[slot, 3]
-                    o = _u(slot) * point + base
-                    for i in range(_u(n)):
-                        uf[o + i] = (g0 * taps[0, i] + g1 * taps[1, i] + g2 * taps[2, i]
-                                     + g3 * taps[3, i])
+                o = _u(slot) * point + base
+                p0, p1 = taps[tb, ph * 4], taps[tb, ph * 4 + 1]
+                p2, p3 = taps[tb, ph * 4 + 2], taps[tb, ph * 4 + 3]
+                for i in range(_u(n)):
+                    uf[o + i] = g0 * p0[i] + g1 * p1[i] + g2 * p2[i] + g3 * p3[i]
 
 
 @numba.njit(cache=True, nogil=True)
