@@ -91,6 +91,28 @@ def test_weights_points_in_blocks_and_parts(transposed):
                 np.testing.assert_allclose(got, points[xi], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("tiling", [(2, 2, 1, 1), (1, 2, 1, 0), (1, 1, 1, 1), (3, 2, 0, 0)])
+def test_weight_gradient_products_split_by_tiles(tiling):
+    """The weight gradient's point products, split into any number of equal ranges of tasks
+    (tiles, so that points with fewer tiles weigh less), give every slot once: each M[slot] the
+    product over its group's tiles, zeros where no tile has the point."""
+    rng = np.random.default_rng(10)
+    n, O, K = 3, 5, 6
+    groups = wg._groups(*tiling)
+    rows = n * tiling[0] * tiling[1]
+    Vg, Vx = rng.standard_normal((25, rows, O)), rng.standard_normal((25, rows, K))
+    want = np.zeros((25, O, K))
+    for a, b, THg, TWg in groups:
+        for slot in range(a, b):
+            want[slot] = Vg[slot, :n * THg * TWg].T @ Vx[slot, :n * THg * TWg]
+    tasks = wg._product_tasks(groups)
+    for parts in (1, 2, 3, 7):
+        M = np.full((25, O, K), np.nan)
+        for p in range(parts):
+            wg._point_products(Vg, Vx, M, groups, n, tasks * p // parts, tasks * (p + 1) // parts)
+        np.testing.assert_allclose(M, want, rtol=1e-12, atol=1e-12)
+
+
 def test_points_are_stored_in_groups():
     """_slot puts the 16 points every tile has first, then k = 3, l = 3 and (3, 3), one place
     each; _groups gives each group the tiles that have its points."""

@@ -576,14 +576,30 @@ def _weight_grad_tiles(x, gy, TH, TW, sh, sw, Vx, Vg, t0, t1):
 
 
 def _point_products(Vg, Vx, M, groups, n, t0, t1):
-    """M[slot] (O, 4C) = Vg[slot]^T @ Vx[slot] for the slots t0 <= slot < t1, over the tiles of
-    all n images that have the point (groups: :func:`_groups`): each a sum over the whole batch,
-    so that no thread's partial sum has to be added to another's."""
+    """M[slot] (O, 4C) = Vg[slot]^T @ Vx[slot] over the tiles of all n images that have the point
+    (groups: :func:`_groups`): each a sum over the whole batch, so that no thread's partial sum
+    has to be added to another's. A task is a tile of an image, a slot as many tasks as its
+    point has tiles (_product_tasks), and this call takes the slots that start at tasks
+    t0 <= t < t1: so threads given equal ranges of tasks get equal work even when some points
+    have fewer tiles (D2's split by slots left one thread 1.5x the other's rows)."""
+    start = 0
     for a, b, THg, TWg in groups:
-        lo, hi = max(a, t0), min(b, t1)
+        per = THg * TWg
+        if per == 0:   # no tile has these points (a phase under 4 outputs): the first part's zeros
+            if t0 == 0:
+                M[a:b] = 0
+            continue
+        lo = a + min(b - a, max(0, -(-(t0 - start) // per)))   # first slot starting >= t0
+        hi = a + min(b - a, max(0, -(-(t1 - start) // per)))   # first slot starting >= t1
         if lo < hi:
-            rows = n * THg * TWg
+            rows = n * per
             np.matmul(Vg[lo:hi, :rows].transpose(0, 2, 1), Vx[lo:hi, :rows], out=M[lo:hi])
+        start += (b - a) * per
+
+
+def _product_tasks(groups):
+    """The tasks of :func:`_point_products`: every slot's tiles of an image."""
+    return sum((b - a) * THg * TWg for a, b, THg, TWg in groups)
 
 
 # --- the three products -------------------------------------------------------------------------
@@ -647,9 +663,10 @@ def conv2d_grad_weight(x, gy, kept=None):
     Vx = kept if kept is not None else cpu_memory.empty((25, NT, 4 * C), x.dtype)
     Vg = cpu_memory.empty((25, NT, O), x.dtype)
     M = cpu_memory.empty((25, O, 4 * C), x.dtype)
+    groups = _groups(TH, TW, sh, sw)
     with blas_on_calling_threads() as parts:
         run_phases([(_weight_grad_tiles, N, (x, gy, TH, TW, sh, sw,
                                              None if kept is not None else Vx, Vg)),
-                    (_point_products, 25, (Vg, Vx, M, _groups(TH, TW, sh, sw), N)),
+                    (_point_products, _product_tasks(groups), (Vg, Vx, M, groups, N)),
                     (_points_to_taps, O, (M, gw))], max_parts=parts)
     return gw
