@@ -35,7 +35,7 @@ def test_written_out_transforms_are_the_matrices():
     np.testing.assert_allclose(wg._bt(*d), wg.BT @ d, rtol=1e-14, atol=1e-14)
     np.testing.assert_allclose(wg._a(*e, e[3]), wg.AT.T @ e, rtol=1e-14, atol=1e-14)
     np.testing.assert_allclose(wg._at(*m), wg.AT @ m, rtol=1e-14, atol=1e-14)
-    np.testing.assert_allclose(wg._gt(*m), wg.G.T @ m, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(wg._gt(*m, 1 / 6), wg.G.T @ m, rtol=1e-14, atol=1e-14)
 
 
 def test_written_out_short_transforms_are_the_matrices():

@@ -128,8 +128,7 @@ def applies(x_hw, w_shape, stride, padding):
 # (the matrices above, one row per term; tests/test_winograd.py checks them against the matrices;
 # the weights' G g G^T is one small product with G kron G, _GG). The hot three (_bt, _a, _at) use
 # additions only: a literal 2 would be an int64 to numba and turn float32 arithmetic into
-# float64, at half the vector width. _gt, on the weight gradient's small array, computes in
-# float64.
+# float64, at half the vector width; _gt takes its one fraction, 1/6, in the data's type.
 
 @numba.njit(cache=True, inline="always")
 def _bt(d0, d1, d2, d3, d4):
@@ -172,9 +171,10 @@ def _at3(m0, m1, m2, m4):
 
 
 @numba.njit(cache=True, inline="always")
-def _gt(m0, m1, m2, m3, m4):
-    """G.T @ m: 5 points -> the 2 taps (the adjoint of _g)."""
-    return 0.5 * (m0 - m1) + (m3 - m2) / 6, (m2 - 3 * m1) / 6 + m3 / 3 + m4
+def _gt(m0, m1, m2, m3, m4, sixth):
+    """G.T @ m: 5 points -> the 2 taps (the adjoint of _g); sixth = 1/6."""
+    d = m0 - m1
+    return sixth * (d + d + d + m3 - m2), sixth * (m2 - m1 - m1 - m1 + m3 + m3) + m4
 
 
 @numba.njit(cache=True, inline="always")
@@ -438,17 +438,19 @@ def _kernel_points_task(w, transposed, GG, U, t0, t1):
 
 
 @numba.njit(cache=True, nogil=True)
-def _points_to_taps(M, gw, t0, t1):
+def _points_to_taps(M, gw, sixth, t0, t1):
     """gw[o, c, 2*alpha + r, 2*beta + s] = (G^T m G)[alpha, beta] with
     m[k, l] = M[_slot(k, l), o, (r*2 + s)*C + c], for t0 <= o < t1: over the 4C contiguous columns
-    of o's row at each point, one output stream a loop."""
+    of o's row at each point, one output stream a loop; sixth: 1/6 in M's type (a 1-element
+    array), so that the arithmetic stays in it."""
     C = gw.shape[1]
     J = 4 * C
     mf = M.reshape(M.size)
     point = _u(M.shape[1] * J)
     uJ = _u(J)
-    rows = np.empty(10 * J)   # (G^T m)[alpha, l, j], float64 like _gt
-    taps = np.empty(4 * J)    # (G^T m G)[alpha, beta, j]
+    s6 = sixth[0]
+    rows = np.empty(10 * J, M.dtype)   # (G^T m)[alpha, l, j]
+    taps = np.empty(4 * J, M.dtype)    # (G^T m G)[alpha, beta, j]
     for o in range(t0, t1):
         for l in range(5):
             o0 = _u(o * J)   # o's row at each point
@@ -458,7 +460,7 @@ def _points_to_taps(M, gw, t0, t1):
             for alpha in numba.literal_unroll((0, 1)):
                 d = _u((alpha * 5 + l) * J)
                 for j in range(uJ):
-                    g = _gt(mf[a0 + j], mf[a1 + j], mf[a2 + j], mf[a3 + j], mf[a4 + j])
+                    g = _gt(mf[a0 + j], mf[a1 + j], mf[a2 + j], mf[a3 + j], mf[a4 + j], s6)
                     rows[d + j] = g[alpha]
         for alpha in range(2):
             a0 = _u(alpha * 5 * J)
@@ -466,7 +468,7 @@ def _points_to_taps(M, gw, t0, t1):
                 d = _u((alpha * 2 + beta) * J)
                 for j in range(uJ):
                     g = _gt(rows[a0 + j], rows[a0 + uJ + j], rows[a0 + _u(2) * uJ + j],
-                            rows[a0 + _u(3) * uJ + j], rows[a0 + _u(4) * uJ + j])
+                            rows[a0 + _u(3) * uJ + j], rows[a0 + _u(4) * uJ + j], s6)
                     taps[d + j] = g[beta]
         for alpha in range(2):
             for beta in range(2):
@@ -668,5 +670,5 @@ def conv2d_grad_weight(x, gy, kept=None):
         run_phases([(_weight_grad_tiles, N, (x, gy, TH, TW, sh, sw,
                                              None if kept is not None else Vx, Vg)),
                     (_point_products, _product_tasks(groups), (Vg, Vx, M, groups, N)),
-                    (_points_to_taps, O, (M, gw))], max_parts=parts)
+                    (_points_to_taps, O, (M, gw, np.array([1 / 6], x.dtype)))], max_parts=parts)
     return gw
