@@ -6,6 +6,9 @@ their own loop references and through the adjoint identities
 Batchnorm against the NumPy formulas and a finite difference of the whole training-mode function;
 LeakyReLU against np.where. float32 results must match float64 ones to float32 accuracy.
 """
+import threading
+import time
+
 import numba
 import numpy as np
 import pytest
@@ -296,6 +299,116 @@ def test_run_phases_raises_the_failing_threads_error_and_stops(split_every_call)
     # the pool still works
     cpu_threads.run_phases([(_phase_fill, 30, (a, 3.0))])
     np.testing.assert_array_equal(a, 3.0)
+
+
+@numba.njit(nogil=True)
+def _square_tasks(out, t0, t1):
+    for t in range(t0, t1):
+        out[t] = t * t
+    return t1 - t0
+
+
+def _finishes_within(seconds, fn):
+    """fn() on a thread of its own, which must end within ``seconds`` (a pool that lost a
+    wake-up would wait forever); fn's error, if any, is raised here."""
+    errors = []
+
+    def run():
+        try:
+            fn()
+        except BaseException as e:
+            errors.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still waiting after {seconds} s"
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.parametrize("spin", [0.0, 2e-3])
+def test_pool_threads_asleep_or_awake_give_every_result_and_error(split_every_call, monkeypatch,
+                                                                   spin):
+    """With the pool's threads falling asleep between calls (no spin, or pauses longer than the
+    spin) or still awake (back to back), every call gets all its parts' values; a failing part
+    raises its error and the pool keeps working."""
+    monkeypatch.setattr(cpu_threads, "SPIN_SECONDS", spin)
+    _finishes_within(60, _calls_asleep_and_awake)
+
+
+def _calls_asleep_and_awake():
+    for pause in (0.0, 0.005):
+        for n in (2, 3, 100):
+            out = np.zeros(n)
+            parts = min(3, n)
+            assert cpu_threads.run_tasks(_square_tasks, n, 1, out) == [
+                n * (p + 1) // parts - n * p // parts for p in range(parts)]
+            np.testing.assert_array_equal(out, np.arange(n) ** 2)
+            time.sleep(pause)
+
+    def fail_in_a_pool_part(out, t0, t1):
+        if t0 > 0:
+            raise ValueError(f"part {t0} failed")
+    with pytest.raises(ValueError, match="part .* failed"):
+        cpu_threads.run_tasks(fail_in_a_pool_part, 30, 1, None)
+    out = np.zeros(30)
+    cpu_threads.run_tasks(_square_tasks, 30, 1, out)
+    np.testing.assert_array_equal(out, np.arange(30) ** 2)
+
+
+def test_run_tasks_from_two_threads_at_once_and_from_inside_a_part(split_every_call):
+    """While one call holds the pool, a call from another thread of the program, or from inside
+    one of the call's own parts, runs its parts on its own thread: every task once, no deadlock."""
+    inner = [np.zeros(12) for _ in range(3)]
+
+    def outer_part(out, t0, t1):   # each part makes a split call of its own
+        for t in range(t0, t1):
+            cpu_threads.run_tasks(_square_tasks, 12, 1, inner[t])
+            out[t] = 1
+    outer = np.zeros(3)
+    _finishes_within(60, lambda: cpu_threads.run_tasks(outer_part, 3, 1, outer))
+    np.testing.assert_array_equal(outer, 1)
+    for a in inner:
+        np.testing.assert_array_equal(a, np.arange(12) ** 2)
+
+    outs = [np.zeros(5000) for _ in range(4)]
+    errors = []
+
+    def caller(out):
+        try:
+            for _ in range(50):
+                cpu_threads.run_tasks(_square_tasks, out.shape[0], 1, out)
+        except BaseException as e:
+            errors.append(e)
+    threads = [threading.Thread(target=caller, args=(out,)) for out in outs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    for out in outs:
+        np.testing.assert_array_equal(out, np.arange(5000.0) ** 2)
+
+
+def _split_in_a_child(queue):
+    out = np.zeros(40)
+    cpu_threads.run_tasks(_square_tasks, 40, 1, out)
+    queue.put(out.tolist())
+
+
+def test_a_forked_child_starts_its_own_pool(split_every_call):
+    """The parent's pool threads do not exist in a forked child: its first split call makes its
+    own (it would wait forever on the parent's)."""
+    import multiprocessing
+    cpu_threads.run_tasks(_square_tasks, 40, 1, np.zeros(40))   # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_split_in_a_child, args=(queue,))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0
+    assert got == (np.arange(40.0) ** 2).tolist()
 
 
 @pytest.mark.parametrize("m, k, n", [(7, 5, 3), (3, 4, 11), (0, 3, 2), (2, 0, 3), (1, 1, 1)])

@@ -4,8 +4,9 @@ Why not numba's ``parallel=True``: its default OpenMP layer keeps idle workers s
 while after each parallel loop. Our kernels run between multi-threaded BLAS calls, so those
 spinning workers take cores from the next GEMM, and on a machine whose cores other processes also
 use, a parallel loop waits for a scheduler time slice (~16-20 ms measured for a 0.5 ms loop).
-Threads from a ``ThreadPoolExecutor`` sleep on a lock between calls instead, and numba kernels
-compiled with ``nogil=True`` run truly in parallel in them.
+minigan's own pool threads instead wait for the next call only briefly awake (SPIN_SECONDS,
+yielding the core to anything else that wants it), then asleep on a lock; numba kernels compiled
+with ``nogil=True`` run truly in parallel in them.
 
 A kernel used here takes ``(..., t0, t1)`` as its last two arguments and does tasks t0 <= t < t1;
 tasks must write disjoint outputs.
@@ -13,19 +14,144 @@ tasks must write disjoint outputs.
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import numba
 import numpy as np
 
 # Below this many array elements touched, a call runs on the calling thread only: handing work
-# to another thread and waiting for it costs two cross-thread wake-ups (~70 us each inside a
-# DCGAN iteration on these virtual machines, where the woken thread also waits for the GIL).
+# to another thread and waiting for it costs 30-100 us on these virtual machines.
 MIN_PARALLEL_ELEMENTS = 1 << 16
 
-_pool = None
-_pool_workers = 0
-_pool_lock = threading.Lock()
+_sched_yield = ctypes.CDLL(None).sched_yield
+_sched_yield.restype = ctypes.c_int
+_sched_yield.argtypes = []
+
+
+# --- the pool -----------------------------------------------------------------------------------
+# Why its threads wait awake first, and why without the GIL: a thread asleep on a lock takes
+# ~70 us to run again once woken on these virtual machines (its virtual core was halted), so a
+# call whose parts are handed out and collected through locks pays that twice. A pool thread
+# therefore first watches its flags in numba code that holds no GIL, as does the caller waiting
+# for the parts; and each side raises its flag only from inside such code, once it has let go of
+# the GIL, so that the other can take the GIL at once instead of sleeping on it. Handing out and
+# collecting two empty parts took 67 us back to back through sleeping threads, 29 us like this
+# (benchmarks/RESULTS.md, issue 16). A pool thread that sees no call for SPIN_SECONDS sleeps.
+SPIN_SECONDS = 2e-3
+
+
+# (not cached on disk: numba cannot cache a function that calls through a ctypes pointer; it
+# compiles in ~0.1 s on first use)
+@numba.njit(nogil=True)
+def _await(flags, i, value, looks):
+    """Wait, yielding the core between looks, until flags[i] == value (True) or ``looks`` looks
+    have not seen it (False). The call into the C library also makes LLVM load flags[i] afresh
+    on every look."""
+    for _ in range(looks):
+        if flags[i] == value:
+            return True
+        _sched_yield()
+    return flags[i] == value
+
+
+@numba.njit(nogil=True)
+def _raise_and_await(flags, i, value, j, want, looks):
+    """flags[i] = value, then :func:`_await` (flags, j, want, looks): the flag goes up only once
+    the calling thread has let go of the GIL."""
+    flags[i] = value
+    return _await(flags, j, want, looks)
+
+
+_look_seconds = None
+
+
+def _spin_looks():
+    """How many looks of :func:`_await` take about SPIN_SECONDS here (a look's time is measured
+    once)."""
+    global _look_seconds
+    if _look_seconds is None:
+        flags = np.zeros(1, np.int64)
+        _await(flags, 0, 1, 10)    # compile
+        start = time.perf_counter()
+        _await(flags, 0, 1, 2000)
+        _look_seconds = max((time.perf_counter() - start) / 2000, 1e-8)
+    return max(1, int(SPIN_SECONDS / _look_seconds))
+
+
+class _Worker:
+    """One pool thread. flags[0] is the number of the last call handed to it, flags[1] that of
+    the last it has finished; the call itself and its outcome pass through attributes, written
+    before the flag that announces them goes up."""
+
+    def __init__(self, index):
+        self.flags = np.zeros(2, np.int64)
+        self.call = None
+        self.outcome = None
+        self.asleep = False
+        self.wake = threading.Condition()
+        self.thread = threading.Thread(target=self._loop, name=f"minigan-cpu-{index}",
+                                       daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        number = 1
+        came = _await(self.flags, 0, number, _spin_looks())
+        while True:
+            if not came:
+                with self.wake:
+                    self.asleep = True
+                    while self.flags[0] != number:
+                        self.wake.wait()
+                    self.asleep = False
+            kernel, args = self.call
+            self.call = None
+            try:
+                self.outcome = (True, kernel(*args))
+            except BaseException as e:   # handed to the caller, which raises it
+                self.outcome = (False, e)
+            came = _raise_and_await(self.flags, 1, number, 0, number + 1, _spin_looks())
+            number += 1
+
+    def submit(self, kernel, *args):
+        """Start kernel(*args) on this thread; returns the number to pass to :meth:`result`."""
+        while self.flags[1] != self.flags[0]:   # a call whose caller was interrupted
+            time.sleep(1e-4)
+        number = int(self.flags[0]) + 1
+        self.call = (kernel, args)
+        self.flags[0] = number
+        if self.asleep:
+            with self.wake:
+                self.wake.notify()
+        return number
+
+    def result(self, number):
+        """Wait for call ``number``; return its value or raise its error."""
+        while not _await(self.flags, 1, number, _spin_looks()):
+            time.sleep(1e-4)   # a long part: look less often
+        ok, value = self.outcome
+        self.outcome = None
+        if not ok:
+            raise value
+        return value
+
+
+def _collect(workers, numbers):
+    """The values of the workers' calls, in order, once every one has ended; then the first
+    error, if any, is raised."""
+    values, errors = [], []
+    for w, number in zip(workers, numbers):
+        try:
+            values.append(w.result(number))
+        except BaseException as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
+    return values
+
+
+_workers = []
+_pool_lock = threading.Lock()   # creating workers
+_busy = threading.Lock()        # one call's parts at a time on the pool
 
 
 def num_threads():
@@ -36,22 +162,19 @@ def num_threads():
         return max(1, os.cpu_count() or 1)
 
 
-def _get_pool(workers):
-    global _pool, _pool_workers
+def _get_workers(n):
     with _pool_lock:
-        if _pool is None or _pool_workers < workers:
-            # A smaller old pool is left to finish its queue; its idle threads just sleep.
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minigan-cpu")
-            _pool_workers = workers
-        return _pool
+        while len(_workers) < n:
+            _workers.append(_Worker(len(_workers)))
+        return _workers[:n]
 
 
 def _forget_pool_after_fork():
     # A forked child has none of the parent's threads; make it start its own pool.
-    global _pool, _pool_workers, _pool_lock
-    _pool = None
-    _pool_workers = 0
+    global _workers, _pool_lock, _busy
+    _workers = []
     _pool_lock = threading.Lock()
+    _busy = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -65,37 +188,37 @@ def run_tasks(kernel, ntasks, elements, *args, scale=1, max_parts=None):
     element that splitting pays only on larger arrays). Returns the parts' return values, in
     task order.
 
-    A kernel run here must not call run_tasks itself: the pool's threads would wait on each
-    other."""
+    While another call holds the pool (another thread of the program, or a kernel run here that
+    calls run_tasks itself), the parts run one after another on the calling thread."""
     parts = min(num_threads(), ntasks, max_parts or ntasks)
     if parts <= 1 or elements < scale * MIN_PARALLEL_ELEMENTS:
         return [kernel(*args, 0, ntasks)]
     bounds = [ntasks * p // parts for p in range(parts + 1)]
-    pool = _get_pool(parts - 1)
-    futures = [pool.submit(kernel, *args, bounds[p], bounds[p + 1]) for p in range(1, parts)]
+    if not _busy.acquire(blocking=False):
+        return [kernel(*args, bounds[p], bounds[p + 1]) for p in range(parts)]
     try:
-        first = kernel(*args, bounds[0], bounds[1])
+        workers = _get_workers(parts - 1)
+        numbers = [w.submit(kernel, *args, bounds[p], bounds[p + 1])
+                   for p, w in enumerate(workers, 1)]
+        try:
+            first = kernel(*args, bounds[0], bounds[1])
+        finally:
+            rest = _collect(workers, numbers)
     finally:
-        rest = [f.result() for f in futures]
+        _busy.release()
     return [first] + rest
 
 
 # --- several phases on the same threads -------------------------------------------------------
-# A call of run_tasks hands its parts to the pool and waits for them; the threads, asleep between
-# calls, take ~70 us each way to start and to report back on these virtual machines. A kernel
-# made of phases that each need all of the one before (Winograd's weights, then its images) runs
-# them with run_phases instead: the threads wait for each other between phases awake, at a
-# barrier in numba code that holds no GIL (benchmarks/RESULTS.md, issue 16).
+# A kernel made of phases that each need all of the one before (Winograd's weights, then its
+# images) runs them with run_phases: one hand-off to the pool for all of them, the threads
+# meeting at a barrier in numba code that holds no GIL after each phase (benchmarks/RESULTS.md,
+# issue 16).
 
 PHASES_TOGETHER = True
 
-_sched_yield = ctypes.CDLL(None).sched_yield
-_sched_yield.restype = ctypes.c_int
-_sched_yield.argtypes = []
 
-
-# (not cached on disk: numba cannot cache a function that calls through a ctypes pointer; it
-# compiles in ~0.1 s on first use)
+# (not cached on disk, as _await)
 @numba.njit(nogil=True)
 def _barrier(done, p, phase):
     """Thread p has finished ``phase``: say so in done[p], then wait, yielding the core, until
@@ -142,14 +265,19 @@ def run_phases(phases, max_parts=None):
             done[p] = -1
             raise
 
-    pool = _get_pool(parts - 1)
-    futures = [pool.submit(thread, p) for p in range(1, parts)]
-    results, errors = [], []
-    for get in [lambda: thread(0)] + [f.result for f in futures]:
-        try:
-            results.append(get())
-        except BaseException as e:
-            errors.append(e)
+    if not _busy.acquire(blocking=False):   # the pool is taken: the phases in turn, here
+        return [[kernel(*args, 0, n)] for kernel, n, args in phases]
+    try:
+        workers = _get_workers(parts - 1)
+        numbers = [w.submit(thread, p) for p, w in enumerate(workers, 1)]
+        results, errors = [], []
+        for p in range(parts):
+            try:
+                results.append(thread(0) if p == 0 else workers[p - 1].result(numbers[p - 1]))
+            except BaseException as e:
+                errors.append(e)
+    finally:
+        _busy.release()
     if errors:
         raise next((e for e in errors if not isinstance(e, _PeerFailed)), errors[0])
     return [[r[i] for r in results] for i in range(len(phases))]
