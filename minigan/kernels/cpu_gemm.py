@@ -1,5 +1,6 @@
 """Matrix products for the CPU kernels: NumPy's BLAS, with the cores shared out by minigan's own
-sleeping threads instead of by OpenBLAS's spinning ones.
+threads (cpu_threads: awake 2 ms after a call, then asleep) instead of by OpenBLAS's (which spin
+for ~0.1 s).
 
 Why: after a multi-threaded product OpenBLAS keeps its worker threads busy-waiting for the next
 one (for about 0.1 s) instead of sleeping. The gather and scatter passes that run between a
