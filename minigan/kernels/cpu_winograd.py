@@ -580,10 +580,11 @@ def _weight_grad_tiles(x, gy, TH, TW, sh, sw, Vx, Vg, t0, t1):
 def _point_products(Vg, Vx, M, groups, n, t0, t1):
     """M[slot] (O, 4C) = Vg[slot]^T @ Vx[slot] over the tiles of all n images that have the point
     (groups: :func:`_groups`): each a sum over the whole batch, so that no thread's partial sum
-    has to be added to another's. A task is a tile of an image, a slot as many tasks as its
-    point has tiles (_product_tasks), and this call takes the slots that start at tasks
-    t0 <= t < t1: so threads given equal ranges of tasks get equal work even when some points
-    have fewer tiles (D2's split by slots left one thread 1.5x the other's rows)."""
+    has to be added to another's. A task is one tile position at one point (its rows in all n
+    images), so a slot counts as many tasks as its group has tile positions (_product_tasks),
+    and this call takes the slots that start at tasks t0 <= t < t1: threads given equal ranges
+    of tasks get equal work even when some points have fewer tiles (D2's split by slots left one
+    thread 1.5x the other's rows)."""
     start = 0
     for a, b, THg, TWg in groups:
         per = THg * TWg
@@ -600,7 +601,7 @@ def _point_products(Vg, Vx, M, groups, n, t0, t1):
 
 
 def _product_tasks(groups):
-    """The tasks of :func:`_point_products`: every slot's tiles of an image."""
+    """The tasks of :func:`_point_products`: every slot's tile positions."""
     return sum((b - a) * THg * TWg for a, b, THg, TWg in groups)
 
 
