@@ -34,8 +34,7 @@ _sched_yield.argtypes = []
 # call whose parts are handed out and collected through locks pays that twice. A pool thread
 # therefore first watches its flags in numba code that holds no GIL, as does the caller waiting
 # for the parts; and each side raises its flag only from inside such code, once it has let go of
-# the GIL, so that the other can take the GIL at once instead of sleeping on it. Handing out and
-# collecting two empty parts took 67 us back to back through sleeping threads, 29 us like this
+# the GIL, so that the other can take the GIL at once instead of sleeping on it
 # (benchmarks/RESULTS.md, issue 16). A pool thread that sees no call for SPIN_SECONDS sleeps.
 SPIN_SECONDS = 2e-3
 
@@ -135,20 +134,6 @@ class _Worker:
         return value
 
 
-def _collect(workers, numbers):
-    """The values of the workers' calls, in order, once every one has ended; then the first
-    error, if any, is raised."""
-    values, errors = [], []
-    for w, number in zip(workers, numbers):
-        try:
-            values.append(w.result(number))
-        except BaseException as e:
-            errors.append(e)
-    if errors:
-        raise errors[0]
-    return values
-
-
 _workers = []
 _pool_lock = threading.Lock()   # creating workers
 _busy = threading.Lock()        # one call's parts at a time on the pool
@@ -181,6 +166,29 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
+def _outcome(fn, *args):
+    try:
+        return True, fn(*args)
+    except BaseException as e:
+        return False, e
+
+
+def _split(calls):
+    """calls[0] (fn, args) on the calling thread, the others on the pool's threads; once every
+    one has ended, their outcomes in order, each (True, value) or (False, error). None, having run
+    nothing, while another call holds the pool."""
+    if not _busy.acquire(blocking=False):
+        return None
+    try:
+        workers = _get_workers(len(calls) - 1)
+        numbers = [w.submit(fn, *args) for w, (fn, args) in zip(workers, calls[1:])]
+        outcomes = [_outcome(calls[0][0], *calls[0][1])]
+        outcomes += [_outcome(w.result, number) for w, number in zip(workers, numbers)]
+        return outcomes
+    finally:
+        _busy.release()
+
+
 def run_tasks(kernel, ntasks, elements, *args, scale=1, max_parts=None):
     """kernel(*args, t0, t1) over tasks [0, ntasks), split in equal contiguous parts over the
     cores (at most ``max_parts`` of them) when the call touches at least
@@ -194,19 +202,13 @@ def run_tasks(kernel, ntasks, elements, *args, scale=1, max_parts=None):
     if parts <= 1 or elements < scale * MIN_PARALLEL_ELEMENTS:
         return [kernel(*args, 0, ntasks)]
     bounds = [ntasks * p // parts for p in range(parts + 1)]
-    if not _busy.acquire(blocking=False):
+    outcomes = _split([(kernel, args + (bounds[p], bounds[p + 1])) for p in range(parts)])
+    if outcomes is None:
         return [kernel(*args, bounds[p], bounds[p + 1]) for p in range(parts)]
-    try:
-        workers = _get_workers(parts - 1)
-        numbers = [w.submit(kernel, *args, bounds[p], bounds[p + 1])
-                   for p, w in enumerate(workers, 1)]
-        try:
-            first = kernel(*args, bounds[0], bounds[1])
-        finally:
-            rest = _collect(workers, numbers)
-    finally:
-        _busy.release()
-    return [first] + rest
+    for ok, value in outcomes:
+        if not ok:
+            raise value
+    return [value for _, value in outcomes]
 
 
 # --- several phases on the same threads -------------------------------------------------------
@@ -265,19 +267,10 @@ def run_phases(phases, max_parts=None):
             done[p] = -1
             raise
 
-    if not _busy.acquire(blocking=False):   # the pool is taken: the phases in turn, here
+    outcomes = _split([(thread, (p,)) for p in range(parts)])
+    if outcomes is None:   # the pool is taken: the phases in turn, here
         return [[kernel(*args, 0, n)] for kernel, n, args in phases]
-    try:
-        workers = _get_workers(parts - 1)
-        numbers = [w.submit(thread, p) for p, w in enumerate(workers, 1)]
-        results, errors = [], []
-        for p in range(parts):
-            try:
-                results.append(thread(0) if p == 0 else workers[p - 1].result(numbers[p - 1]))
-            except BaseException as e:
-                errors.append(e)
-    finally:
-        _busy.release()
+    errors = [value for ok, value in outcomes if not ok]
     if errors:
         raise next((e for e in errors if not isinstance(e, _PeerFailed)), errors[0])
-    return [[r[i] for r in results] for i in range(len(phases))]
+    return [[value[i] for _, value in outcomes] for i in range(len(phases))]

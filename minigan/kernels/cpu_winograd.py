@@ -401,10 +401,9 @@ def _kernel_points_task(w, transposed, GG, U, t0, t1):
     A block of channels at a time: their taps are first gathered into contiguous runs, reading
     each w[o, c] (16 neighbouring numbers) once; then each point is one loop per phase and
     channel over such a run. The forward's layout takes blocks of 16 channels, which lie side by
-    side in U, so that each point's writes are 4 runs of 16*O numbers: read at a stride of C*16
-    numbers and written in runs of O, its points took 1.3x (D2) to 1.5x (G2's gradient) as long.
-    The transposed layout's phases lie side by side already; there blocks were no faster than
-    one channel."""
+    side in U, so that each point's writes are 4 runs of 16*O numbers instead of runs of O after
+    reads at a stride of C*16 numbers (benchmarks/RESULTS.md, issue 16). The transposed layout's
+    phases lie side by side already; there blocks were no faster than one channel."""
     O, C = w.shape[0], w.shape[1]
     n = C if transposed else O          # U's last axis runs over c (transposed) or o
     uf = U.reshape(U.size)
