@@ -106,13 +106,13 @@ class _Worker:
             self.call = None
             try:
                 self.outcome = (True, kernel(*args))
-            except BaseException as e:   # handed to the caller, which raises it
+            except BaseException as e:   # handed to the caller (_split)
                 self.outcome = (False, e)
             came = _raise_and_await(self.flags, 1, number, 0, number + 1, _spin_looks())
             number += 1
 
     def submit(self, kernel, *args):
-        """Start kernel(*args) on this thread; returns the number to pass to :meth:`result`."""
+        """Start kernel(*args) on this thread; returns the number to pass to :meth:`outcome_of`."""
         while self.flags[1] != self.flags[0]:   # a call whose caller was interrupted
             time.sleep(1e-4)
         number = int(self.flags[0]) + 1
@@ -123,15 +123,12 @@ class _Worker:
                 self.wake.notify()
         return number
 
-    def result(self, number):
-        """Wait for call ``number``; return its value or raise its error."""
+    def outcome_of(self, number):
+        """Wait for call ``number``; its outcome, (True, value) or (False, error)."""
         while not _await(self.flags, 1, number, _spin_looks()):
             time.sleep(1e-4)   # a long part: look less often
-        ok, value = self.outcome
-        self.outcome = None
-        if not ok:
-            raise value
-        return value
+        outcome, self.outcome = self.outcome, None
+        return outcome
 
 
 _workers = []
@@ -182,9 +179,8 @@ def _split(calls):
     try:
         workers = _get_workers(len(calls) - 1)
         numbers = [w.submit(fn, *args) for w, (fn, args) in zip(workers, calls[1:])]
-        outcomes = [_outcome(calls[0][0], *calls[0][1])]
-        outcomes += [_outcome(w.result, number) for w, number in zip(workers, numbers)]
-        return outcomes
+        return ([_outcome(calls[0][0], *calls[0][1])]
+                + [w.outcome_of(number) for w, number in zip(workers, numbers)])
     finally:
         _busy.release()
 
